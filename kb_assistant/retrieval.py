@@ -158,25 +158,26 @@ def fuse(cand: np.ndarray, dense_ids: np.ndarray, sparse_ids: np.ndarray, dense_
 
 
 def mmr_order(vecs: np.ndarray | None, n: int, k: int, lam: float, dedup: float) -> list[int]:
-    """Indexes of the k hits to return, from candidates in rank order: near-duplicates (cosine > dedup)
-    of an earlier pick are skipped; with ``lam`` > 0, maximal marginal relevance re-orders the picks."""
+    """Indexes of the k hits to return from candidates in rank order. A near-duplicate (cosine > dedup)
+    of an earlier pick goes to the end (used only to fill up k); ``lam`` > 0 re-orders by MMR."""
     if vecs is None or n == 0:
         return list(range(min(n, k)))
-    sims = vecs @ vecs.T
-    rel = 1.0 - np.arange(n) / max(n, 1)
     picks: list[int] = []
+    dups: list[int] = []
     left = list(range(n))
+    sims = vecs @ vecs.T if lam > 0 else None
+    rel = 1.0 - np.arange(n) / n
     while left and len(picks) < k:
-        if lam > 0 and picks:
+        if sims is not None and picks:
             red = sims[np.ix_(left, picks)].max(axis=1)
-            j = left[int(np.argmax(lam * rel[left] - (1 - lam) * red))]
+            j = left.pop(int(np.argmax(lam * rel[left] - (1 - lam) * red)))
         else:
-            j = left[0]
-        left.remove(j)
-        if dedup < 1 and picks and float(sims[j, picks].max()) > dedup:
+            j = left.pop(0)
+        if dedup < 1 and picks and float((vecs[picks] @ vecs[j]).max()) > dedup:
+            dups.append(j)
             continue
         picks.append(j)
-    return picks
+    return picks + dups[:k - len(picks)]
 
 
 class _Catalog:
@@ -186,6 +187,7 @@ class _Catalog:
         store = kb.docstore
         self.version = store.version
         self.docs = store.documents()
+        self.by_id = {d.doc_id: d for d in self.docs}
         index = {d.doc_id: i for i, d in enumerate(self.docs)}
         rows = store.conn.execute(
             "SELECT id, doc_id, json_extract(metadata, '$.lang') FROM chunks ORDER BY id").fetchall()
@@ -341,30 +343,30 @@ class Retriever:
         cand, dense_cos, bm25, fused = cand[order], dense_cos[order], bm25[order], fused[order]
         vecs = vecs[order] if vecs is not None else None
 
-        rows = self.kb.docstore.get_chunks(cand)
-        docs = {d.doc_id: d for d in (self._catalog.docs if self._catalog else [])} if filters else {}
-        ok = [int(i) in rows and readable(rows[int(i)].groups, groups)
-              and matches_filters(rows[int(i)], filters, docs.get(rows[int(i)].doc_id) if docs else None)
-              for i in cand]
-        sel = np.flatnonzero(ok)
-        cand, dense_cos, bm25, fused = cand[sel], dense_cos[sel], bm25[sel], fused[sel]
-        vecs = vecs[sel] if vecs is not None else None
-
+        rows: dict[int, ChunkRow] = {}
         rerank_scores: np.ndarray | None = None
         if self.reranker is not None and len(cand):
             top = min(cfg.rerank_top, len(cand))
-            rs = np.asarray(self.reranker.score(query, [rows[int(i)].text for i in cand[:top]]), np.float32)
+            rows.update(self.kb.docstore.get_chunks(cand[:top]))
+            texts = [rows[int(i)].text if int(i) in rows else "" for i in cand[:top]]
+            rs = np.asarray(self.reranker.score(query, texts), np.float32)
             new = np.concatenate([np.argsort(-rs, kind="stable"), np.arange(top, len(cand))])
             rerank_scores = np.concatenate([rs, np.full(len(cand) - top, np.nan, np.float32)])[new]
             cand, dense_cos, bm25, fused = cand[new], dense_cos[new], bm25[new], fused[new]
             vecs = vecs[new] if vecs is not None else None
 
         picks = mmr_order(vecs, len(cand), k, cfg.mmr_lambda, cfg.dedup_threshold)
+        rows.update(self.kb.docstore.get_chunks([int(cand[j]) for j in picks if int(cand[j]) not in rows]))
+        docs = self._catalog.by_id if filters and self._catalog is not None else {}
         calib = self.calibration
         bm25_norm = bm25 / bm25_max
         hits = []
         for j in picks:
-            row = rows[int(cand[j])]
+            row = rows.get(int(cand[j]))
+            # defence in depth: the fresh row must still be readable and match (labels may just have changed)
+            if row is None or not readable(row.groups, groups) or not matches_filters(
+                    row, filters, docs.get(row.doc_id) if filters else None):
+                continue
             meta = dict(row.metadata, doc_id=row.doc_id, position=row.position, row_id=int(cand[j]),
                         dense_score=float(dense_cos[j]), bm25_score=float(bm25[j]),
                         bm25_norm=float(bm25_norm[j]), fused=float(fused[j]), query_lang=qlang)

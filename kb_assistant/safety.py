@@ -109,6 +109,17 @@ class SafetyConfig:
             raise ConfigError(f"SafetyConfig.refusal_text must have keys 'en' and 'zh'; missing {missing}")
 
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SafetyConfig:
+        """Build from a config.toml ``[safety]`` table; unknown keys fail with the allowed ones."""
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown safety setting(s): {', '.join(sorted(unknown))}; "
+                              f"allowed: {', '.join(sorted(known))}")
+        return cls(**data)
+
+
 class SafetyFilter:
     """Apply a :class:`SafetyConfig` to questions and answers."""
 

@@ -74,6 +74,8 @@ class IngestReport:
     chunks_added: int = 0
     chunks_removed: int = 0
     seconds: float = 0.0
+    #: where the time went (parse, embed, store seconds) and chunks embedded vs re-used
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -89,6 +91,7 @@ class IngestReport:
             "chunks_added": self.chunks_added,
             "chunks_removed": self.chunks_removed,
             "seconds": round(self.seconds, 3),
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
     def summary(self) -> str:

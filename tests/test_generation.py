@@ -17,6 +17,7 @@ from kb_assistant.generation import (
     default_generator_path,
     ensure_converted,
     find_default_gguf,
+    split_generation_section,
     truncate_sentences,
 )
 
@@ -76,6 +77,13 @@ def test_generation_config_from_dict():
         GenerationConfig.from_dict({"max_tokens": 10})
 
 
+def test_split_generation_section():
+    gen_kw, decode_kw = split_generation_section({"device": "cpu", "int8": False, "temperature": 0.3})
+    assert gen_kw == {"device": "cpu", "int8": False} and decode_kw == {"temperature": 0.3}
+    with pytest.raises(ConfigError, match="unknown generation setting"):
+        split_generation_section({"gpu": True})
+
+
 def test_truncate_sentences():
     text = "Staff get 15 days [1]. Part-timers get less. Ask HR"
     assert truncate_sentences(text, 1) == "Staff get 15 days [1]."
@@ -131,7 +139,7 @@ def test_generate_is_deterministic_and_bounded(generator):
 
 
 def test_prefix_kv_reuse_gives_the_same_text(model_path):
-    cfg = GenerationConfig(max_new_tokens=16)
+    cfg = GenerationConfig(max_new_tokens=8)
     with_reuse = Generator(model_path, device="cpu", reuse_prefix=True)
     without = Generator(model_path, device="cpu", reuse_prefix=False)
     first = with_reuse.generate(MESSAGES, cfg)
@@ -141,7 +149,7 @@ def test_prefix_kv_reuse_gives_the_same_text(model_path):
 
 
 def test_stream_pieces_join_to_the_generated_text(generator):
-    cfg = GenerationConfig(max_new_tokens=20)
+    cfg = GenerationConfig(max_new_tokens=12)
     pieces = list(generator.stream(MESSAGES, cfg))
     assert len(pieces) > 1
     assert "".join(pieces).strip() == generator.generate(MESSAGES, cfg)

@@ -156,6 +156,17 @@ def test_extractive_mode_never_builds_a_generator():
     assert answer.citations[1].source == "finance/expenses.docx" and answer.citations[1].page is None
 
 
+def test_source_markers_are_not_taken_for_citations_and_empty_hits_are_unknown():
+    hit = Hit("The grace period is 10 days [3]. See the appendix.", 0.9, "policy.pdf", 4, "c1")
+    engine = QueryEngine(lambda q, k, groups=None: [hit], None, QueryConfig(answer_mode="extractive"))
+    answer = engine.ask("How long is the grace period?")
+    assert answer.text == "The grace period is 10 days. [1]"
+    assert list(answer.citations) == [1]
+    empty = QueryEngine(lambda q, k, groups=None: [Hit(" ", 0.9, "x.pdf", 1, "c2")], None,
+                        QueryConfig(answer_mode="extractive"))
+    assert empty.ask("How long is the grace period?").unknown
+
+
 def test_chinese_question_extractive_evidence():
     engine, *_ = make_engine(answer_mode="extractive")
     answer = engine.ask("年假有多少天？")
@@ -243,6 +254,24 @@ def test_params_are_validated():
         QueryConfig.from_dict({"topk": 3})
 
 
+def test_generation_defaults_are_validated_and_used():
+    with pytest.raises(ConfigError, match="unknown generation setting"):
+        QueryEngine(Search(), None, generation={"max_tokens": 3})
+    seen = []
+
+    class Recording(Scripted):
+        def generate(self, messages, config):
+            seen.append(config)
+            return super().generate(messages, config)
+
+    gen = Recording("Full-time staff get 15 working days of annual leave [1].")
+    engine = QueryEngine(Search(), lambda: gen, QueryConfig(unknown_threshold=0.4),
+                         generation={"repetition_penalty": 1.3, "max_new_tokens": 20})
+    engine.ask(LEAVE_Q)
+    engine.ask(LEAVE_Q, max_new_tokens=30)
+    assert [(c.repetition_penalty, c.max_new_tokens) for c in seen] == [(1.3, 20), (1.3, 30)]
+
+
 def test_k_and_groups_reach_search():
     engine, search, *_ = make_engine()
     engine.ask(LEAVE_Q, k=2, groups=["hr"])
@@ -276,8 +305,11 @@ def test_safety_refuses_masks_and_audits(tmp_path):
     assert refused.mode == "refused" and refused.unknown and search.calls == []
     answer = engine.ask("Who do I contact about VPN server access?")
     assert "[EMAIL]" in answer.text and "it-help@example.com" not in answer.text
+    again = engine.ask("Who do I contact about VPN server access?")
+    assert again.cached and again.text == answer.text
     rows = audit.read()
-    assert [r["mode"] for r in rows] == ["refused", answer.mode]
+    assert [r["mode"] for r in rows] == ["refused", answer.mode, answer.mode]
+    assert [r["cached"] for r in rows] == [False, False, True]
     assert rows[1]["sources"][0]["source"] == "it/vpn.md"
     assert "total" in rows[1]["timings"]
 

@@ -85,6 +85,9 @@ def test_safety_config_validation(tmp_path):
         SafetyConfig(word_list_path=str(tmp_path / "missing.txt"))
     with pytest.raises(ConfigError, match="refusal_text"):
         SafetyConfig(refusal_text={"en": "no"})
+    with pytest.raises(ConfigError, match="unknown safety setting"):
+        SafetyConfig.from_dict({"words": ["x"]})
+    assert SafetyConfig.from_dict({"sensitive_words": ["x"]}).sensitive_words == ["x"]
 
 
 def test_redacting_log_filter(caplog):

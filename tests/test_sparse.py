@@ -66,7 +66,8 @@ def test_incremental_equals_rebuild():
     fresh.add(list(docs), list(docs.values()))
     for q in ["fstab", "apt install", "配置", "quota ERR_42"]:
         a, b = idx.search(q, 10), fresh.search(q, 10)
-        assert dict(zip(a[0].tolist(), a[1].tolist())) == pytest.approx(dict(zip(b[0].tolist(), b[1].tolist())))
+        got = dict(zip(a[0].tolist(), a[1].tolist(), strict=True))
+        assert got == pytest.approx(dict(zip(b[0].tolist(), b[1].tolist(), strict=True)))
 
 
 def test_deleted_terms_never_match_and_leave_no_trace(tmp_path):

@@ -1,0 +1,38 @@
+"""``kb serve``: run the REST server and web chat page (needs the ``server`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .cli import EXIT_OK, register
+from .errors import ConfigError
+
+
+def setup(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kb", required=True, help="knowledge base directory")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; others need --api-keys)")
+    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--api-keys", metavar="FILE",
+                        help='JSON file mapping API key -> list of ACL groups, e.g. {"s3cret-key": ["hr"]}')
+    parser.add_argument("--max-upload-mb", type=float, default=20.0, help="upload size limit per file")
+    parser.add_argument("--queue", type=int, default=32, metavar="N",
+                        help="answers that may wait for the generator before the server answers 503")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from .server import check_bind, serve
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"kb serve needs the server extra ({exc.name} is missing): "
+                          f"pip install 'kb-assistant[server]'") from exc
+    if not 1 <= args.port <= 65535:
+        raise ConfigError(f"--port must be in 1..65535; got {args.port}")
+    check_bind(args.host, args.api_keys)  # fail before the knowledge base and models load
+    serve(args.kb, host=args.host, port=args.port, api_keys=args.api_keys,
+          log_level="debug" if args.verbose > 1 else "info",
+          max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_waiting=args.queue)
+    return EXIT_OK
+
+
+register("serve", "run the REST API (OpenAI-compatible) and the web chat page", setup, run)

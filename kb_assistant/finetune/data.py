@@ -1,0 +1,420 @@
+"""Fine-tuning data: validated JSONL in, and retrieval-aware (RAFT-style) examples made from a knowledge base.
+
+A training example is a chat: ``{"messages": [system, user, assistant], "meta": {...}}``. Users may
+also write ``{"prompt": ..., "response": ...}`` lines. KB-derived examples are built exactly like the
+query engine builds its prompt (:func:`engine_context`): retrieved chunks -> evidence sentences ->
+numbered passages via :func:`kb_assistant.prompts.build_messages`, so training and serving prompts match.
+
+For a sampled chunk and a template question whose answer is one of its sentences, the context is the
+chunk plus retrieved distractor chunks (gold at a random position) and the target is that sentence with
+its ``[n]`` citation; the same question over distractors only is an "unknown" example whose target is
+the unknown template in the question's language.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import _check_range
+from ..errors import ConfigError
+from ..evaluation.metrics import normalize_for_match
+from ..extractive import Evidence, select_evidence, split_sentences, support_score, terms, unsupported_details
+from ..prompts import TokenCounter, build_messages, detect_lang, unknown_text
+from .templates import questions_for
+
+logger = logging.getLogger(__name__)
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass
+class TrainExample:
+    """One chat; the last message (the assistant's) is the training target."""
+
+    messages: list[dict[str, str]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt_messages(self) -> list[dict[str, str]]:
+        return self.messages[:-1]
+
+    @property
+    def response(self) -> str:
+        return self.messages[-1]["content"]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"messages": self.messages}
+        if self.meta:
+            out["meta"] = self.meta
+        return out
+
+
+# ------------------------------------------------------------------ validation
+def _check_messages(msgs: Any) -> list[str]:
+    if not isinstance(msgs, list) or len(msgs) < 2:
+        return ["'messages' must be a list of at least 2 {role, content} objects"]
+    errors: list[str] = []
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict):
+            errors.append(f"messages[{i}] must be an object with 'role' and 'content'")
+            continue
+        if m.get("role") not in ROLES:
+            errors.append(f"messages[{i}].role must be one of {', '.join(ROLES)} (got {m.get('role')!r})")
+        if not isinstance(m.get("content"), str) or not m["content"].strip():
+            errors.append(f"messages[{i}].content must be a non-empty string")
+    if errors:
+        return errors
+    if msgs[-1]["role"] != "assistant":
+        errors.append("the last message must have role 'assistant' (it is the training target)")
+    if not any(m["role"] == "user" for m in msgs):
+        errors.append("'messages' needs at least one 'user' message")
+    return errors
+
+
+def validate_record(data: Any) -> list[str]:
+    """Every problem of one parsed JSONL record (empty list: valid)."""
+    if not isinstance(data, dict):
+        return [f"expected a JSON object, got {type(data).__name__}"]
+    has_pair = "prompt" in data or "response" in data
+    if has_pair and "messages" in data:
+        return ["use either 'prompt'/'response' or 'messages', not both"]
+    if "meta" in data and not isinstance(data["meta"], dict):
+        return ["'meta' must be an object"]
+    if "messages" in data:
+        return _check_messages(data["messages"])
+    if not has_pair:
+        return ["expected keys 'prompt' and 'response' (or a chat-style 'messages' list)"]
+    errors = []
+    for key in ("prompt", "response"):
+        if key not in data:
+            errors.append(f"missing {key!r}")
+        elif not isinstance(data[key], str) or not data[key].strip():
+            errors.append(f"{key!r} must be a non-empty string")
+    return errors
+
+
+def record_to_example(data: dict[str, Any]) -> TrainExample:
+    if "messages" in data:
+        msgs = [{"role": m["role"], "content": m["content"]} for m in data["messages"]]
+    else:
+        msgs = [{"role": "user", "content": data["prompt"]},
+                {"role": "assistant", "content": data["response"]}]
+    return TrainExample(msgs, dict(data.get("meta") or {}))
+
+
+def parse_lines(lines: Iterable[str], name: str = "<data>") -> tuple[list[TrainExample], list[str]]:
+    """Parse JSONL lines; returns (valid examples, every error as '<name>: line N: message')."""
+    examples: list[TrainExample] = []
+    errors: list[str] = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            errors.append(f"{name}: line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})")
+            continue
+        problems = validate_record(data)
+        if problems:
+            errors.extend(f"{name}: line {lineno}: {p}" for p in problems)
+            continue
+        examples.append(record_to_example(data))
+    return examples, errors
+
+
+def load_examples(path: str | os.PathLike[str]) -> list[TrainExample]:
+    """Load and validate a training JSONL file; raises ConfigError naming the line and the problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"training data file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    examples, errors = parse_lines(text.splitlines(), name=str(path))
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(errors[0] + more)
+    if not examples:
+        raise ConfigError(f"{path}: no training examples found")
+    return examples
+
+
+def save_examples(path: str | os.PathLike[str], examples: Sequence[TrainExample]) -> Path:
+    """Write examples as JSONL atomically (temp file in the same folder, fsync, os.replace)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for ex in examples:
+                fh.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def data_hash(examples: Sequence[TrainExample]) -> str:
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(json.dumps(ex.messages, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+    return h.hexdigest()[:16]
+
+
+# ------------------------------------------------------------------ the query engine's prompt
+def engine_context(question: str, texts: Sequence[str], *, lang: str | None = None,
+                   evidence_sentences: int = 3, max_context_tokens: int = 256,
+                   count_tokens: TokenCounter | None = None,
+                   ) -> tuple[list[dict[str, str]], list[int], list[Evidence], list[str]]:
+    """The prompt the query engine builds for ``question`` over ranked chunk ``texts``.
+
+    Mirrors ``QueryEngine._prepare``: evidence sentences (``select_evidence``), one passage per chunk
+    that gave evidence in rank order, then ``build_messages``. Returns (messages, passage order (chunk
+    indices), evidence, passage texts as fitted in the prompt).
+    """
+    lang = lang or detect_lang(question)
+    evidence = select_evidence(question, list(texts), max_sentences=evidence_sentences)
+    order = sorted({ev.passage for ev in evidence})
+    passage_texts = [" ".join(ev.text for ev in sorted(evidence, key=lambda e: e.position) if ev.passage == p)
+                     for p in order]
+    messages, n = build_messages(question, passage_texts, lang=lang, max_context_tokens=max_context_tokens,
+                                 count_tokens=count_tokens)
+    return messages, order[:n], evidence, passage_texts[:n]
+
+
+# ------------------------------------------------------------------ KB-derived (RAFT-style) data
+@dataclass
+class DataGenConfig:
+    """Settings of :func:`generate_examples` (``n`` examples, ``unknown_fraction`` of them "unknown")."""
+
+    n: int = 300
+    unknown_fraction: float = 0.3
+    k: int = 5
+    seed: int = 0
+    per_chunk: int = 2
+    evidence_sentences: int = 3
+    max_context_tokens: int = 256
+    min_answer_chars: int = 25
+    max_answer_chars: int = 260
+    #: fraction of questions written by the generator instead of templates (0: templates only)
+    llm_question_fraction: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_range(self, "n", 1, 1_000_000)
+        _check_range(self, "unknown_fraction", 0.0, 0.9)
+        _check_range(self, "k", 2, 50)
+        _check_range(self, "per_chunk", 1, 20)
+        _check_range(self, "evidence_sentences", 1, 20)
+        _check_range(self, "max_context_tokens", 32, 32_768)
+        _check_range(self, "llm_question_fraction", 0.0, 1.0)
+
+
+def eval_evidence(qa_path: str | os.PathLike[str]) -> list[str]:
+    """Evidence snippets of the answerable items of a QA file (chunks holding them are kept out)."""
+    from ..evaluation.qa import load_qa
+
+    return [it.evidence for it in load_qa(qa_path) if it.answerable and it.evidence]
+
+
+def _contains_any(text: str, needles: Sequence[str]) -> bool:
+    norm = normalize_for_match(text)
+    return any(n in norm for n in needles)
+
+
+def _needles(evidence: Sequence[str]) -> list[str]:
+    """Normalised evidence plus its head and tail (an evidence may straddle two chunks)."""
+    out: set[str] = set()
+    for ev in evidence:
+        e = normalize_for_match(ev)
+        if not e:
+            continue
+        out.add(e)
+        if len(e) > 48:
+            out.update((e[:32], e[-32:]))
+    return sorted(out)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+class _Builder:
+    def __init__(self, kb: Any, cfg: DataGenConfig, excluded: set[str], count_tokens: TokenCounter | None):
+        self.kb, self.cfg, self.excluded, self.count_tokens = kb, cfg, excluded, count_tokens
+        self.stats: Counter[str] = Counter()
+
+    def distractors(self, question: str, gold_id: str, answer: str) -> list[Any]:
+        hits = self.kb.search(question, k=self.cfg.k + 3)
+        out = [h for h in hits if h.chunk_id != gold_id and h.chunk_id not in self.excluded
+               and support_score(answer, [h.text]) < 0.6]
+        return out[: self.cfg.k - 1]
+
+    def context(self, question: str, texts: list[str], lang: str) -> tuple[list[dict[str, str]], list[int],
+                                                                           list[Evidence], list[str]]:
+        return engine_context(question, texts, lang=lang, evidence_sentences=self.cfg.evidence_sentences,
+                              max_context_tokens=self.cfg.max_context_tokens, count_tokens=self.count_tokens)
+
+    def answer_example(self, rng: random.Random, question: str, sentence: str, chunk: Any, lang: str,
+                       distractors: list[Any], template: str) -> TrainExample | None:
+        texts = [h.text for h in distractors]
+        gold_pos = rng.randint(0, len(texts))
+        texts.insert(gold_pos, chunk.text)
+        messages, order, evidence, fitted = self.context(question, texts, lang)
+        if gold_pos not in order:
+            self.stats["filtered: gold passage not selected"] += 1
+            return None
+        number = order.index(gold_pos) + 1
+        if _norm(sentence) not in _norm(fitted[number - 1]):
+            self.stats["filtered: answer sentence not in the prompt"] += 1
+            return None
+        ev_texts = [ev.text for ev in evidence]
+        if support_score(sentence, [chunk.text]) < 0.99 or unsupported_details(sentence, ev_texts, question):
+            self.stats["filtered: answer not supported by the chunk"] += 1
+            return None
+        target = f"{_norm(sentence).rstrip()} [{number}]"
+        meta = {"kind": "answer", "template": template, "question": question, "lang": lang,
+                "chunk_id": chunk.chunk_id, "source": chunk.path, "gold": number, "passages": len(order),
+                "distractors": len(order) - 1}
+        return TrainExample(messages + [{"role": "assistant", "content": target}], meta)
+
+    def unknown_example(self, question: str, chunk: Any, lang: str, distractors: list[Any],
+                        template: str) -> TrainExample | None:
+        if not distractors:
+            self.stats["filtered: no distractor for unknown"] += 1
+            return None
+        messages, order, _, _ = self.context(question, [h.text for h in distractors], lang)
+        if not order:
+            return None
+        meta = {"kind": "unknown", "template": template, "question": question, "lang": lang,
+                "chunk_id": chunk.chunk_id, "source": chunk.path, "passages": len(order),
+                "distractors": len(order)}
+        return TrainExample(messages + [{"role": "assistant", "content": unknown_text(lang)}], meta)
+
+    def candidates(self, rng: random.Random, chunk: Any, question_fn: Callable[[str, str], str | None] | None,
+                   ) -> list[tuple[str, str, str]]:
+        lang = detect_lang(chunk.text)
+        heading = str(chunk.metadata.get("heading") or chunk.metadata.get("title") or "")
+        found: list[tuple[str, str, str]] = []
+        for sent in split_sentences(chunk.text):
+            sent = _norm(sent)
+            if not (self.cfg.min_answer_chars <= len(sent) <= self.cfg.max_answer_chars):
+                continue
+            if question_fn is not None and rng.random() < self.cfg.llm_question_fraction:
+                q = question_fn(sent, lang)
+                if q:
+                    found.append((q, sent, "generator"))
+                    continue
+            qs = questions_for(sent, heading, lang)
+            if qs:
+                q, name = qs[0] if qs[0][1] != "keywords" or len(qs) == 1 or rng.random() < 0.3 else qs[1]
+                found.append((q, sent, name))
+        specific = [c for c in found if c[2] != "keywords"]
+        generic = [c for c in found if c[2] == "keywords"]
+        rng.shuffle(specific)
+        rng.shuffle(generic)
+        return (specific + generic)[: self.cfg.per_chunk]
+
+
+def generate_examples(kb: Any, config: DataGenConfig | None = None, *, exclude_evidence: Sequence[str] = (),
+                      count_tokens: TokenCounter | None = None,
+                      question_fn: Callable[[str, str], str | None] | None = None,
+                      show_progress: bool | None = None) -> tuple[list[TrainExample], dict[str, int]]:
+    """RAFT-style examples from ``kb`` (a KnowledgeBase). Returns (examples, counters).
+
+    Chunks containing any of ``exclude_evidence`` (the eval set's evidence) are neither gold nor
+    distractor. ``count_tokens`` should be the generator's tokenizer counter (as in the query engine).
+    """
+    from tqdm.auto import tqdm
+
+    cfg = config or DataGenConfig()
+    rng = random.Random(cfg.seed)
+    needles = _needles(exclude_evidence)
+    ids: list[int] = []
+    excluded: set[str] = set()
+    excluded_rows: set[int] = set()
+    for batch in kb.docstore.iter_texts():
+        for row_id, text in batch:
+            ids.append(row_id)
+            if needles and _contains_any(text, needles):
+                excluded_rows.add(row_id)
+    if excluded_rows:
+        excluded = {c.chunk_id for c in kb.docstore.get_chunks(sorted(excluded_rows)).values()}
+    pool = [i for i in ids if i not in excluded_rows]
+    if not pool:
+        raise ConfigError("the knowledge base has no chunks to build training data from (ingest files first)")
+    rng.shuffle(pool)
+    builder = _Builder(kb, cfg, excluded, count_tokens)
+    builder.stats["chunks"] = len(ids)
+    builder.stats["chunks excluded (eval evidence)"] = len(excluded_rows)
+    n_unknown = round(cfg.n * cfg.unknown_fraction)
+    n_answer = cfg.n - n_unknown
+    answers: list[TrainExample] = []
+    unknowns: list[TrainExample] = []
+    disable = (not logger.isEnabledFor(logging.INFO)) if show_progress is None else not show_progress
+    bar = tqdm(total=cfg.n, desc="preparing", unit="ex", disable=disable)
+    for start in range(0, len(pool), 64):
+        if len(answers) >= n_answer and len(unknowns) >= n_unknown:
+            break
+        rows = kb.docstore.get_chunks(pool[start:start + 64])
+        for row_id in pool[start:start + 64]:
+            chunk = rows[row_id]
+            for question, sentence, template in builder.candidates(rng, chunk, question_fn):
+                if len(answers) >= n_answer and len(unknowns) >= n_unknown:
+                    break
+                lang = detect_lang(question)
+                distractors = builder.distractors(question, chunk.chunk_id, sentence)
+                if len(answers) < n_answer:
+                    ex = builder.answer_example(rng, question, sentence, chunk, lang, distractors, template)
+                    if ex is not None:
+                        answers.append(ex)
+                        bar.update(1)
+                if len(unknowns) < n_unknown:
+                    ex = builder.unknown_example(question, chunk, lang, distractors, template)
+                    if ex is not None:
+                        unknowns.append(ex)
+                        bar.update(1)
+    bar.close()
+    examples = answers + unknowns
+    rng.shuffle(examples)
+    stats = dict(builder.stats)
+    stats.update({"answer examples": len(answers), "unknown examples": len(unknowns)})
+    for ex in answers:
+        key = f"template {ex.meta['template']}"
+        stats[key] = stats.get(key, 0) + 1
+    if len(examples) < cfg.n:
+        logger.warning("only %d of %d requested examples could be built from %d chunks", len(examples), cfg.n,
+                       len(pool))
+    return examples, stats
+
+
+def generator_question_fn(generator: Any) -> Callable[[str, str], str | None]:
+    """A question writer using the local generator; its output is kept only when it looks like a question
+    about the sentence (ends with '?', shares a content term with it, not a copy of it)."""
+    from ..generation import GenerationConfig
+
+    gen_cfg = GenerationConfig(max_new_tokens=32, max_sentences=1)
+    prompts = {"en": "Write one short question that is answered by this sentence.\nSentence: {s}",
+               "zh": "写一个可以用这句话回答的简短问题。\n句子：{s}"}
+
+    def write(sentence: str, lang: str) -> str | None:
+        msg = [{"role": "user", "content": prompts.get(lang, prompts["en"]).format(s=sentence)}]
+        q = _norm(generator.generate(msg, gen_cfg)).removeprefix("Question:").strip()
+        if not q.endswith(("?", "？")) or len(q) > 160 or _norm(q.lower()) in sentence.lower():
+            return None
+        return q if set(terms(q)) & set(terms(sentence)) else None
+
+    return write

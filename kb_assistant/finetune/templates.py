@@ -1,0 +1,145 @@
+"""Template questions over one sentence of a chunk (English and Chinese).
+
+Each template turns a sentence (and its chunk's heading) into ``(question, template_name)`` or None.
+The answer is always the sentence itself, so a question is only kept when the sentence holds more
+than the question asks (checked later by the data builder).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from ..extractive import terms
+
+_UNITS_EN = (
+    "seconds|second|minutes|minute|hours|hour|days|day|weeks|week|months|month|years|year|"
+    "characters|character|bytes|byte|kb|mb|gb|tb|mib|gib|percent|times|users|files|packages|lines|"
+    "attempts|steps|servers|machines|copies|levels|bits|ports|partitions|disks|entries|fields|columns"
+)
+_NUM_EN_RE = re.compile(rf"\b(\d+(?:[.,]\d+)?)\s+({_UNITS_EN})\b", re.IGNORECASE)
+_DEF_EN_RE = re.compile(
+    r"^(?:The |An |A )?([A-Za-z][\w./:+-]*(?: [\w./:+-]+){0,4}) (is|are) (?:a|an|the|one of the) (.{12,})$")
+_TO_EN_RE = re.compile(r"^To ([a-z][^,]{8,80}), (.{10,})$")
+_IMPERATIVE_EN = ("run", "use", "edit", "open", "type", "install", "set", "add", "create", "enter",
+                  "select", "click", "call", "execute", "configure", "enable", "disable", "remove")
+_CMD_EN_RE = re.compile(r"^(?:The )?([\w.-]+(?: [\w.-]+)?) (command|program|tool|utility|option|file|package|"
+                        r"daemon|service) (\w+s) (.{8,})$")
+_NUM_ZH_RE = re.compile(r"(\d+(?:\.\d+)?)\s*"
+                        r"(个工作日|天|小时|分钟|秒|周|个月|月|年|次|位|个字符|人|元|GB|MB|%)")
+_DEF_ZH_RE = re.compile(r"^([\u4e00-\u9fffA-Za-z0-9 ._-]{2,16})(?:是|指)([\u4e00-\u9fffA-Za-z0-9].{6,})$")
+_STEP_ZH_RE = re.compile(r"^(?:如需|如果需要|要|需要)([\u4e00-\u9fffA-Za-z0-9 ._-]{2,20})[，,](.{6,})$")
+
+Template = Callable[[str, str], tuple[str, str] | None]
+
+
+def _clean(sentence: str) -> str:
+    return " ".join(sentence.split()).strip()
+
+
+def _strip_end(text: str) -> str:
+    return text.rstrip(" .;:!?。；：！？")
+
+
+def en_number(sentence: str, heading: str) -> tuple[str, str] | None:
+    """"... locked for 30 minutes ..." -> "... locked for how many minutes ...?" """
+    m = _NUM_EN_RE.search(sentence)
+    if not m:
+        return None
+    unit = m.group(2).lower()
+    if not unit.endswith("s") and unit not in ("kb", "mb", "gb", "tb", "mib", "gib", "percent"):
+        unit += "s"
+    q = sentence[: m.start()] + f"how many {unit}" + sentence[m.end():]
+    q = _strip_end(q)
+    if len(q) > 200:
+        return None
+    return q[0].upper() + q[1:] + "?", "number"
+
+
+def en_definition(sentence: str, heading: str) -> tuple[str, str] | None:
+    """"X is a Y." -> "What is X?" """
+    m = _DEF_EN_RE.match(_strip_end(sentence))
+    if not m or m.group(1).lower() in ("it", "this", "that", "there", "which", "he", "she", "they"):
+        return None
+    subject = m.group(1)
+    article = "" if subject[:1].isupper() or re.search(r"[./:_-]", subject) else "the "
+    return f"What {'are' if m.group(2) == 'are' else 'is'} {article}{subject}?", "definition"
+
+
+def en_step(sentence: str, heading: str) -> tuple[str, str] | None:
+    """"To do X, run Y." -> "How do I do X?"; an imperative step under a heading -> "How do I <heading>?" """
+    m = _TO_EN_RE.match(sentence)
+    if m:
+        return f"How do I {_strip_end(m.group(1))}?", "step"
+    first = sentence.split(" ", 1)[0].lower()
+    if first in _IMPERATIVE_EN and heading and 2 <= len(heading.split()) <= 10:
+        return f"What should I do for {_strip_end(heading)}?", "step"
+    return None
+
+
+def en_command(sentence: str, heading: str) -> tuple[str, str] | None:
+    """"The apt-get command installs ..." -> "What does the apt-get command do?" """
+    m = _CMD_EN_RE.match(_strip_end(sentence))
+    if not m or m.group(1).lower() in ("this", "that", "the", "each", "every", "a", "an"):
+        return None
+    return f"What does the {m.group(1)} {m.group(2)} do?", "command"
+
+
+def en_keywords(sentence: str, heading: str) -> tuple[str, str] | None:
+    """Fallback: "What does the documentation say about <2-3 rare terms>?" """
+    words = [t for t in dict.fromkeys(terms(sentence)) if len(t) > 3 and not t.isdigit()]
+    if len(words) < 3:
+        return None
+    key = sorted(words, key=lambda w: (-len(w), w))[:3]
+    key = [w for w in words if w in key]  # keep sentence order
+    where = f" in the section on {_strip_end(heading)}" if heading and len(heading) < 60 else ""
+    return f"What does the documentation say about {' '.join(key)}{where}?", "keywords"
+
+
+def zh_number(sentence: str, heading: str) -> tuple[str, str] | None:
+    m = _NUM_ZH_RE.search(sentence)
+    if not m:
+        return None
+    unit = m.group(2)
+    q = sentence[: m.start()] + ("多少" if unit in ("%", "GB", "MB") else "多少" + unit) + sentence[m.end():]
+    return _strip_end(q) + "？", "number"
+
+
+def zh_definition(sentence: str, heading: str) -> tuple[str, str] | None:
+    m = _DEF_ZH_RE.match(_strip_end(sentence))
+    if not m or m.group(1).strip() in ("这", "那", "它", "这个", "那个", "其"):
+        return None
+    return f"什么是{m.group(1).strip()}？", "definition"
+
+
+def zh_step(sentence: str, heading: str) -> tuple[str, str] | None:
+    m = _STEP_ZH_RE.match(_strip_end(sentence))
+    if not m:
+        return None
+    return f"如何{m.group(1).strip()}？", "step"
+
+
+def zh_keywords(sentence: str, heading: str) -> tuple[str, str] | None:
+    words = [t for t in dict.fromkeys(terms(sentence)) if len(t) >= 2]
+    if len(words) < 3:
+        return None
+    key = sorted(words, key=lambda w: (-len(w), w))[:3]
+    key = [w for w in words if w in key]
+    return f"关于{'、'.join(key)}，文档是怎么说的？", "keywords"
+
+
+TEMPLATES: dict[str, list[Template]] = {
+    "en": [en_number, en_definition, en_step, en_command, en_keywords],
+    "zh": [zh_number, zh_definition, zh_step, zh_keywords],
+}
+
+
+def questions_for(sentence: str, heading: str, lang: str) -> list[tuple[str, str]]:
+    """Every template question for ``sentence`` (specific templates first, the keyword fallback last)."""
+    sentence = _clean(sentence)
+    out: list[tuple[str, str]] = []
+    for template in TEMPLATES.get(lang, TEMPLATES["en"]):
+        got = template(sentence, heading)
+        if got is not None:
+            out.append(got)
+    return out

@@ -1,0 +1,265 @@
+"""Shared pieces of the REST server: API keys -> ACL groups, the generation queue, answer/hit JSON.
+
+Kept free of route definitions so ``server.py`` (native API) and ``server_openai.py`` (OpenAI-compatible
+API) share one notion of caller, queue and answer payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+
+from .errors import AccessDenied, ConfigError, KBError
+
+logger = logging.getLogger(__name__)
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+# -- API keys ------------------------------------------------------------------------------------------
+def load_api_keys(source: str | os.PathLike[str] | Mapping[str, Sequence[str]] | None,
+                  ) -> dict[str, list[str]] | None:
+    """API keys from a JSON file (or a mapping): ``{"key": ["group", ...], ...}``. None -> no keys."""
+    if source is None:
+        return None
+    if isinstance(source, Mapping):
+        data: Any = dict(source)
+        where = "api_keys"
+    else:
+        where = str(source)
+        try:
+            data = json.loads(Path(source).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"API key file not found: {where}") from exc
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"API key file {where} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{where} must be a non-empty JSON object mapping API key -> list of groups")
+    keys: dict[str, list[str]] = {}
+    for key, groups in data.items():
+        if not isinstance(key, str) or len(key) < 8:
+            raise ConfigError(f"{where}: every API key must be a string of at least 8 characters")
+        if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
+            raise ConfigError(f"{where}: the groups of key {key[:4]}… must be a list of non-empty strings")
+        keys[key] = list(groups)
+    return keys
+
+
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    """``Authorization: Bearer KEY`` (what OpenAI clients send) or ``X-API-Key: KEY``."""
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip() or None
+    return headers.get("x-api-key") or None
+
+
+def groups_for_key(keys: dict[str, list[str]], key: str | None) -> list[str]:
+    """The ACL groups of ``key`` (compared in constant time); AccessDenied when unknown."""
+    if key is None:
+        raise AccessDenied("missing API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
+    found: list[str] | None = None
+    for candidate, groups in keys.items():
+        if hmac.compare_digest(candidate.encode(), key.encode()):
+            found = groups
+    if found is None:
+        raise AccessDenied("invalid API key")
+    return found
+
+
+def effective_groups(caller: list[str] | None, requested: Sequence[str] | None) -> list[str] | None:
+    """Groups to search with. ``caller`` None = trusted local caller (no keys configured): the request's
+    own ``groups`` (or None, no restriction). With a key, a request may narrow its groups, never widen."""
+    if caller is None:
+        return list(requested) if requested is not None else None
+    if requested is None:
+        return list(caller)
+    extra = set(requested) - set(caller)
+    if extra:
+        raise AccessDenied(f"API key does not grant group(s): {', '.join(sorted(extra))}")
+    return list(requested)
+
+
+def state_of(request: Request) -> Any:
+    """The :class:`~kb_assistant.server.ServerState` of the app serving ``request``."""
+    return request.app.state.kb_server
+
+
+def caller_groups(request: Request) -> list[str] | None:
+    """FastAPI dependency: the caller's ACL groups (None = trusted local caller, no keys configured)."""
+    keys = state_of(request).api_keys
+    if keys is None:
+        return None
+    return groups_for_key(keys, key_from_headers(request.headers))
+
+
+#: route parameter type of the caller's groups
+Caller = Annotated[list[str] | None, Depends(caller_groups)]
+
+
+# -- generation queue -----------------------------------------------------------------------------------
+class QueueFull(KBError):
+    """Too many generation requests are waiting."""
+
+
+class GenerationQueue:
+    """At most ``concurrency`` generations at a time; at most ``max_waiting`` requests wait for a slot
+    (more -> :class:`QueueFull`, served as 503), each for at most ``timeout`` seconds."""
+
+    def __init__(self, concurrency: int = 1, max_waiting: int = 32, timeout: float = 300.0) -> None:
+        if concurrency < 1:
+            raise ConfigError(f"generation concurrency must be >= 1; got {concurrency}")
+        if max_waiting < 0:
+            raise ConfigError(f"generation queue size must be >= 0; got {max_waiting}")
+        self.concurrency, self.max_waiting, self.timeout = concurrency, max_waiting, timeout
+        self._sem: asyncio.Semaphore | None = None
+        self.running = 0
+        self.waiting = 0
+        self.served = 0
+        self.rejected = 0
+
+    def check(self) -> None:
+        """Raise QueueFull now if a new request could not even wait (used before a stream starts)."""
+        if self.running >= self.concurrency and self.waiting >= self.max_waiting:
+            self.rejected += 1
+            raise QueueFull(f"server busy: {self.running} generating, {self.waiting} waiting; retry later")
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.concurrency)
+        self.check()
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self._sem.acquire(), self.timeout)
+        except TimeoutError as exc:
+            self.rejected += 1
+            raise QueueFull(f"server busy: waited {self.timeout:.0f}s for a generation slot") from exc
+        finally:
+            self.waiting -= 1
+        self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1
+            self.served += 1
+            self._sem.release()
+
+    def stats(self) -> dict[str, int]:
+        return {"running": self.running, "waiting": self.waiting, "max_waiting": self.max_waiting,
+                "concurrency": self.concurrency, "served": self.served, "rejected": self.rejected}
+
+
+async def iterate_in_thread(make_stream: Callable[[], Any]) -> AsyncIterator[tuple[str, Any]]:
+    """Run ``make_stream()`` and iterate it in a worker thread; yield ("delta", piece) for each piece,
+    then ("done", stream) or ("error", exception). Closing this iterator early (client gone) stops the
+    worker at its next piece and waits for it, so the generation slot is held until the model stops."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> None:
+        with contextlib.suppress(RuntimeError):  # loop closed: nobody is listening any more
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    def work() -> None:
+        try:
+            stream = make_stream()
+            iterator = iter(stream)
+            try:
+                for piece in iterator:
+                    if stop.is_set():
+                        break
+                    put(("delta", piece))
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+            put(("done", stream))
+        except BaseException as exc:  # reported to the client as an error event
+            put(("error", exc))
+
+    thread = threading.Thread(target=work, name="kb-server-stream", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, payload = await queue.get()
+            yield kind, payload
+            if kind != "delta":
+                return
+    finally:
+        stop.set()
+        await asyncio.to_thread(thread.join)
+
+
+# -- payloads ---------------------------------------------------------------------------------------------
+def hit_json(hit: Any, n: int | None = None) -> dict[str, Any]:
+    """A hit for clients: the KB's Hit fields plus ``file`` (base name) and, in answers, its number."""
+    data = hit.to_dict() if hasattr(hit, "to_dict") else dict(hit)
+    data["file"] = os.path.basename(str(data.get("source", "")))
+    data["score"] = round(float(data.get("score", 0.0)), 4)
+    if n is not None:
+        data["n"] = n
+    return data
+
+
+@dataclass
+class AnswerPayload:
+    """The parts of an Answer the server returns (duck-typed: works with any object with these attributes)."""
+
+    text: str
+    unknown: bool
+    mode: str
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    citations: list[int] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    cached: bool = False
+    #: the answer passed the evidence post-check (a streamed answer may fail it after being shown)
+    supported: bool = True
+
+    @classmethod
+    def of(cls, answer: Any, fallback_text: str = "") -> AnswerPayload:
+        if answer is None:  # a stream that ended without a final Answer
+            return cls(text=fallback_text, unknown=False, mode="generated")
+        sources = [hit_json(h, n) for n, h in enumerate(getattr(answer, "sources", []) or [], start=1)]
+        citations = sorted(int(n) for n in (getattr(answer, "citations", None) or {}))
+        timings = {k: round(float(v), 1) for k, v in (getattr(answer, "timings", None) or {}).items()}
+        return cls(text=str(answer.text), unknown=bool(answer.unknown), mode=str(getattr(answer, "mode", "")),
+                   sources=sources, citations=citations, timings=timings,
+                   cached=bool(getattr(answer, "cached", False)),
+                   supported=bool(getattr(answer, "supported", True)) or bool(answer.unknown))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "unknown": self.unknown, "mode": self.mode, "sources": self.sources,
+                "citations": self.citations, "timings": self.timings, "cached": self.cached,
+                "supported": self.supported}
+
+    def references(self) -> str:
+        """A plain-text list of the cited passages, appended to OpenAI-style answers."""
+        if self.unknown or not self.sources:
+            return ""
+        cited = [s for s in self.sources if s["n"] in self.citations] or self.sources
+        lines = [f"[{s['n']}] {s['file']}" + (f", p. {s['page']}" if s.get("page") else "") for s in cited]
+        return "\n\nSources:\n" + "\n".join(lines)
+
+
+def history_query(question: str, previous_user_messages: Iterable[str]) -> str:
+    """The standalone search query of ``question`` after a conversation: each earlier user message
+    is rewritten against the one before it, as :class:`ChatSession` does, and the last one is used."""
+    from .prompts import rewrite_followup
+
+    query: str | None = None
+    for text in previous_user_messages:
+        if text.strip():
+            query = rewrite_followup(text, query)
+    return rewrite_followup(question, query)

@@ -1,0 +1,61 @@
+"""Shared by the server tests: a tiny knowledge base with ACL groups, API keys, a gated KB wrapper."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+DOCS = {
+    "public/vpn.md": ("# VPN access\n\nThe company VPN server is vpn.acme.example on port 1194. "
+                      "VPN sessions are disconnected after 10 hours.\n", None),
+    "hr/salary_bands.md": ("# Salary bands\n\nSalary bands are reviewed every April by the compensation "
+                           "committee. Band S3 ranges from 50,000 to 65,000 euros per year.\n", ["hr"]),
+    "eng/deployments.md": ("# Deployments\n\nProduction deployments happen on Tuesdays and Thursdays "
+                           "through the Argo pipeline, after a green staging run.\n", ["eng"]),
+}
+KEYS = {"hr-key-0123456789": ["hr"], "eng-key-0123456789": ["eng"], "all-key-0123456789": ["hr", "eng"]}
+UNKNOWN_QUESTION = "What is the capital of Australia?"
+
+
+def build_tiny_kb(root: Path) -> Any:
+    """A knowledge base with one public, one ``hr`` and one ``eng`` document."""
+    from kb_assistant import KnowledgeBase
+
+    files = root / "files"
+    for rel, (text, _groups) in DOCS.items():
+        path = files / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    kb = KnowledgeBase(root / "kb")
+    for rel, (_text, groups) in DOCS.items():
+        report = kb.ingest([files / rel], groups=groups, show_progress=False)
+        assert report.ok, report.failed
+    return kb
+
+
+class GatedKB:
+    """A real KnowledgeBase whose answers wait until ``release`` is set (a stand-in for a slow generator,
+    so queue and health tests do not depend on the model's speed). Everything else is delegated."""
+
+    def __init__(self, kb: Any) -> None:
+        self._kb = kb
+        self.release = threading.Event()
+        self.entered = threading.Semaphore(0)
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kb, name)
+
+    def _wait(self) -> None:
+        self.calls += 1
+        self.entered.release()
+        assert self.release.wait(30), "test never released the gated answer"
+
+    def ask(self, question: str, **params: Any) -> Any:
+        self._wait()
+        return self._kb.ask(question, **params)
+
+    def ask_stream(self, question: str, **params: Any) -> Any:
+        self._wait()
+        return self._kb.ask_stream(question, **params)
