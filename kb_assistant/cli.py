@@ -22,7 +22,9 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 logger = logging.getLogger("kb_assistant.cli")
 
 # extra sub-commands registered by other modules: name -> (setup(parser), run(args) -> int)
-_EXTRA: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
+_Setup = Callable[[argparse.ArgumentParser], None]
+_Run = Callable[[argparse.Namespace], int]
+_EXTRA: dict[str, tuple[str, _Setup, _Run]] = {}
 
 
 def register(name: str, help_text: str, setup: Callable[[argparse.ArgumentParser], None],
@@ -89,7 +91,8 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kb", description="Private, local question answering over your files.")
+    parser = argparse.ArgumentParser(prog="kb",
+                                     description="Private, local question answering over your files.")
     parser.add_argument("--version", action="version", version=f"kb-assistant {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     sub = parser.add_subparsers(dest="command", required=True)

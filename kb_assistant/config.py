@@ -207,7 +207,7 @@ def _toml_key(key: str) -> str:
 
 
 def dumps_toml(data: dict[str, dict[str, Any]]) -> str:
-    """Write a two-level mapping (sections of scalars/lists/inline tables) as TOML; None values are omitted."""
+    """Write a two-level mapping (sections of scalars/lists/inline tables) as TOML; None values omitted."""
     lines: list[str] = []
     for section, values in data.items():
         lines.append(f"[{section}]")

@@ -19,7 +19,8 @@ N_FILES = 40
 def _make_corpus(root: Path) -> None:
     root.mkdir()
     for i in range(N_FILES):
-        body = " ".join(f"Section {i} fact {j}: the widget {i}-{j} weighs {i * 7 + j} grams." for j in range(12))
+        body = " ".join(f"Section {i} fact {j}: the widget {i}-{j} weighs {i * 7 + j} grams."
+                        for j in range(12))
         (root / f"doc_{i:03d}.txt").write_text(body)
 
 
@@ -35,8 +36,8 @@ def _doc_count(db: Path) -> int:
 
 def _run_and_kill(docs: Path, kb_dir: Path, kill_at_docs: int) -> int:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "kb_assistant.cli", "ingest", str(docs), "--kb", str(kb_dir),
-                             "--json", "-q"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cmd = [sys.executable, "-m", "kb_assistant.cli", "ingest", str(docs), "--kb", str(kb_dir), "--json", "-q"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     db = kb_dir / "docstore.sqlite3"
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
@@ -58,7 +59,8 @@ def test_sigkill_during_ingest_never_corrupts(tmp_path):
     kb_dir = tmp_path / "kb"
     kb_dir.mkdir()
     # small embedding batches and constant index checkpoints: kills land mid-commit and mid-save
-    KBConfig().merged({"ingest": {"embed_batch_chunks": 3, "checkpoint_seconds": 0.0}}).save(kb_dir / "config.toml")
+    cfg = KBConfig().merged({"ingest": {"embed_batch_chunks": 3, "checkpoint_seconds": 0.0}})
+    cfg.save(kb_dir / "config.toml")
 
     killed = 0
     for point in (1, 8, 17, 29):

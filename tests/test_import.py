@@ -7,7 +7,8 @@ def test_import_is_light():
         "import sys, kb_assistant\n"
         "from kb_assistant import KnowledgeBase, KBConfig\n"
         "import kb_assistant.cli, kb_assistant.knowledge_base\n"
-        "heavy = [m for m in ('torch', 'transformers', 'faiss', 'sentence_transformers') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'transformers', 'faiss', 'sentence_transformers')\n"
+        "         if m in sys.modules]\n"
         "print(','.join(heavy))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

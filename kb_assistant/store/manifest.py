@@ -43,7 +43,8 @@ def check_embedder(manifest: dict[str, Any], name: str, dim: int | None = None) 
         raise IndexVersionError(f"embedding dimension mismatch: index {emb['dim']}, model {dim}")
 
 
-def write_manifest(kb_dir: Path, embedding: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+def write_manifest(kb_dir: Path, embedding: dict[str, Any],
+                   previous: dict[str, Any] | None) -> dict[str, Any]:
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     data = {
         "format_version": FORMAT_VERSION,
