@@ -77,13 +77,18 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, kb: Any, model_path: Path, adapter: Path, heldout: list[Any]) -> dict:
-    from .evaluation.qa import load_qa
     from .finetune.adapters import update_metrics
-    from .finetune.evaluate import before_after, format_table, items_from_examples, items_from_qa
+    from .finetune.evaluate import (
+        before_after,
+        format_table,
+        items_from_examples,
+        items_from_qa,
+        load_questions,
+    )
 
     qc = _query_config(kb)
     if getattr(args, "qa", None):
-        qa = load_qa(args.qa)
+        qa = load_questions(args.qa)
         if args.eval_limit:
             qa = qa[: args.eval_limit]
         items = items_from_qa(kb, qa, k=qc.k, evidence_sentences=qc.evidence_sentences,

@@ -153,6 +153,7 @@ def ensure_converted(gguf_path: str | os.PathLike[str], cache_dir: str | os.Path
     t0 = time.perf_counter()
     logger.info("converting %s to safetensors (once, ~30 s)", gguf.name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=base))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

@@ -27,6 +27,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from .config import _check_choice, _check_range
@@ -42,7 +43,7 @@ from .extractive import (
 )
 from .generation import GenerationConfig
 from .prompts import build_messages, detect_lang, rewrite_followup, unknown_text
-from .safety import AuditLog, SafetyFilter
+from .safety import AuditLog, SafetyConfig, SafetyFilter
 from .types import Hit
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ class QueryConfig:
     max_sentences: int | None = 1
     #: ask_stream holds back this many words (or the first sentence) to check support before showing them
     stream_check_terms: int = 4
+    #: JSONL audit log of every answer (relative paths are inside the knowledge base folder); None: off
+    audit_log: str | None = None
 
     def __post_init__(self) -> None:
         _check_range(self, "k", 1, 100)
@@ -355,12 +358,36 @@ class QueryEngine:
         return ChatSession(self, max_history_turns=turns)
 
 
+def engine_for(kb: Any) -> QueryEngine:
+    """The QueryEngine of a ``KnowledgeBase``: its ``search``, ``version`` and ``adapter``, and the
+    ``[query]``, ``[generation]`` (Generator options + decoding defaults) and ``[safety]`` config tables."""
+    from .generation import Generator, split_generation_section
+
+    cfg = kb.config
+    query_cfg = QueryConfig.from_dict(dict(cfg.query))
+    gen_kw, decode_kw = split_generation_section(dict(cfg.generation))
+    safety = SafetyFilter(SafetyConfig.from_dict(dict(cfg.safety))) if cfg.safety else None
+    audit = None
+    if query_cfg.audit_log:
+        path = Path(query_cfg.audit_log)
+        audit = AuditLog(path if path.is_absolute() else Path(kb.path) / path,
+                         redact_pii=safety.config.redact_audit if safety else True)
+    adapter = getattr(kb, "adapter", None)
+
+    def search(query: str, k: int, groups: Any = None) -> list[Hit]:
+        return kb.search(query, k, groups=groups)
+
+    return QueryEngine(search, lambda: Generator(adapter=adapter, **gen_kw), query_cfg,
+                       generation=decode_kw, safety=safety, audit=audit, version_fn=lambda: kb.version)
+
+
 class StreamingAnswer:
     """Iterate to receive answer pieces as they are generated; ``answer`` holds the final Answer.
 
     The first sentence (or first ``stream_check_terms`` content words) is held back and checked against
     the evidence before anything is shown: if it drifts, generation stops and the extractive answer is
-    streamed instead. Later text is streamed as it comes (its support only sets ``answer.supported``).
+    streamed instead. Later text is streamed as it comes; if the whole answer then fails the grounding
+    check, ``answer.supported`` is False and the evidence sentence is appended ("\nSource [1]: ...").
     """
 
     def __init__(self, engine: QueryEngine, prep: _Prepared) -> None:
@@ -421,6 +448,14 @@ class StreamingAnswer:
             support = support_score(emitted, ev_texts)
             grounded = support >= engine.config.support_threshold and not unsupported_details(
                 emitted, ev_texts, prep.query)
+            if not grounded:  # streamed text cannot be taken back: quote the evidence after it
+                quote = engine._extractive(prep)
+                label = "\n来源" if prep.lang == "zh" else "\nSource "
+                n = next(iter(quote.citations))
+                piece = f"{label}[{n}]{'：' if prep.lang == 'zh' else ': '}{prep.evidence[0].text}"
+                yield piece
+                full += piece
+                citations = {**citations, **quote.citations}
             answer = Answer(full, unknown=False, sources=prep.sources, citations=citations, mode="generated",
                             lang=prep.lang, supported=grounded,
                             question=prep.question, query=prep.query, support=support)

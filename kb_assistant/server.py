@@ -9,9 +9,10 @@ chat page at ``/``.
 
 Access: with API keys (a JSON file ``{"key": ["group", ...]}``) every ``/v1`` request needs a key and
 searches only the documents readable by the key's groups; without keys the server trusts its callers and
-refuses to listen on anything but localhost. Answers go through a :class:`GenerationQueue` (one
-generation at a time, a bounded waiting line -> 503) and run in worker threads, so ``/healthz`` and
-``/v1/search`` stay responsive while the model generates.
+refuses to listen on anything but localhost. The generator runs for one answer at a time, others wait
+in a bounded line (full -> 503; :mod:`kb_assistant.server_queue`); answers run in worker threads, so
+``/healthz`` and ``/v1/search`` stay responsive while the model generates, and answers that need no
+generation (cached, unknown, extractive) never wait behind one.
 """
 
 from __future__ import annotations
@@ -39,15 +40,13 @@ from .server_common import (
     LOCAL_HOSTS,
     AnswerPayload,
     Caller,
-    GenerationQueue,
-    QueueFull,
     effective_groups,
     history_query,
     hit_json,
-    iterate_in_thread,
     load_api_keys,
     state_of,
 )
+from .server_queue import Answerer, GenerationGate, QueueFull
 from .server_uploads import add_document_routes
 
 logger = logging.getLogger(__name__)
@@ -59,9 +58,10 @@ DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 class ServerState:
     """What the routes share: the knowledge base, the API keys, the generation queue, limits."""
 
-    def __init__(self, kb: Any, api_keys: dict[str, list[str]] | None, queue: GenerationQueue,
+    def __init__(self, kb: Any, api_keys: dict[str, list[str]] | None, queue: GenerationGate,
                  max_upload_bytes: int, model_name: str) -> None:
         self.kb, self.api_keys, self.queue = kb, api_keys, queue
+        self.answerer = Answerer(kb, queue, worker_threads=queue.max_waiting + queue.concurrency + 8)
         self.max_upload_bytes, self.model_name = max_upload_bytes, model_name
         self.started = time.time()
 
@@ -167,9 +167,7 @@ def _install_core_routes(app: FastAPI) -> None:
             st.queue.check()  # a full queue is a 503 before the event stream starts
             return StreamingResponse(_ask_events(st, req.question, params), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        async with st.queue.slot():
-            answer = await run_in_threadpool(st.kb.ask, req.question, **params)
-        return AnswerPayload.of(answer).to_dict()
+        return AnswerPayload.of(await st.answerer.ask(req.question, params)).to_dict()
 
 
 async def _ask_events(st: ServerState, question: str, params: dict[str, Any]) -> AsyncIterator[str]:
@@ -178,17 +176,16 @@ async def _ask_events(st: ServerState, question: str, params: dict[str, Any]) ->
     if st.queue.running >= st.queue.concurrency:
         yield sse("queued", {"waiting": st.queue.waiting + 1})
     try:
-        async with st.queue.slot():
-            text = ""
-            async for kind, payload in iterate_in_thread(lambda: st.kb.ask_stream(question, **params)):
-                if kind == "delta":
-                    text += payload
-                    yield sse("delta", {"text": payload})
-                elif kind == "done":
-                    result = AnswerPayload.of(getattr(payload, "answer", None), fallback_text=text)
-                    yield sse("done", result.to_dict())
-                else:
-                    raise payload
+        text = ""
+        async for kind, payload in st.answerer.stream(question, params):
+            if kind == "delta":
+                text += payload
+                yield sse("delta", {"text": payload})
+            elif kind == "done":
+                result = AnswerPayload.of(getattr(payload, "answer", None), fallback_text=text)
+                yield sse("done", result.to_dict())
+            else:
+                raise payload
     except Exception as exc:
         status = error_status(exc)
         if status == 500:
@@ -225,7 +222,7 @@ def create_app(kb_or_path: Any, api_keys: str | os.PathLike[str] | Mapping[str, 
     if max_upload_bytes < 1:
         raise ConfigError(f"max_upload_bytes must be >= 1; got {max_upload_bytes}")
     state = ServerState(kb, load_api_keys(api_keys),
-                        GenerationQueue(generation_concurrency, max_waiting, queue_timeout),
+                        GenerationGate(generation_concurrency, max_waiting, queue_timeout),
                         max_upload_bytes, model_name)
     app = FastAPI(title="kb-assistant", version=__version__,
                   description="Private, local question answering over your files.")

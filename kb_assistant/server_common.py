@@ -6,21 +6,18 @@ API) share one notion of caller, queue and answer payload.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hmac
 import json
 import logging
 import os
-import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from .errors import AccessDenied, ConfigError, KBError
+from .errors import AccessDenied, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -105,101 +102,6 @@ def caller_groups(request: Request) -> list[str] | None:
 
 #: route parameter type of the caller's groups
 Caller = Annotated[list[str] | None, Depends(caller_groups)]
-
-
-# -- generation queue -----------------------------------------------------------------------------------
-class QueueFull(KBError):
-    """Too many generation requests are waiting."""
-
-
-class GenerationQueue:
-    """At most ``concurrency`` generations at a time; at most ``max_waiting`` requests wait for a slot
-    (more -> :class:`QueueFull`, served as 503), each for at most ``timeout`` seconds."""
-
-    def __init__(self, concurrency: int = 1, max_waiting: int = 32, timeout: float = 300.0) -> None:
-        if concurrency < 1:
-            raise ConfigError(f"generation concurrency must be >= 1; got {concurrency}")
-        if max_waiting < 0:
-            raise ConfigError(f"generation queue size must be >= 0; got {max_waiting}")
-        self.concurrency, self.max_waiting, self.timeout = concurrency, max_waiting, timeout
-        self._sem: asyncio.Semaphore | None = None
-        self.running = 0
-        self.waiting = 0
-        self.served = 0
-        self.rejected = 0
-
-    def check(self) -> None:
-        """Raise QueueFull now if a new request could not even wait (used before a stream starts)."""
-        if self.running >= self.concurrency and self.waiting >= self.max_waiting:
-            self.rejected += 1
-            raise QueueFull(f"server busy: {self.running} generating, {self.waiting} waiting; retry later")
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self.concurrency)
-        self.check()
-        self.waiting += 1
-        try:
-            await asyncio.wait_for(self._sem.acquire(), self.timeout)
-        except TimeoutError as exc:
-            self.rejected += 1
-            raise QueueFull(f"server busy: waited {self.timeout:.0f}s for a generation slot") from exc
-        finally:
-            self.waiting -= 1
-        self.running += 1
-        try:
-            yield
-        finally:
-            self.running -= 1
-            self.served += 1
-            self._sem.release()
-
-    def stats(self) -> dict[str, int]:
-        return {"running": self.running, "waiting": self.waiting, "max_waiting": self.max_waiting,
-                "concurrency": self.concurrency, "served": self.served, "rejected": self.rejected}
-
-
-async def iterate_in_thread(make_stream: Callable[[], Any]) -> AsyncIterator[tuple[str, Any]]:
-    """Run ``make_stream()`` and iterate it in a worker thread; yield ("delta", piece) for each piece,
-    then ("done", stream) or ("error", exception). Closing this iterator early (client gone) stops the
-    worker at its next piece and waits for it, so the generation slot is held until the model stops."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-    stop = threading.Event()
-
-    def put(item: tuple[str, Any]) -> None:
-        with contextlib.suppress(RuntimeError):  # loop closed: nobody is listening any more
-            loop.call_soon_threadsafe(queue.put_nowait, item)
-
-    def work() -> None:
-        try:
-            stream = make_stream()
-            iterator = iter(stream)
-            try:
-                for piece in iterator:
-                    if stop.is_set():
-                        break
-                    put(("delta", piece))
-            finally:
-                close = getattr(iterator, "close", None)
-                if close is not None:
-                    close()
-            put(("done", stream))
-        except BaseException as exc:  # reported to the client as an error event
-            put(("error", exc))
-
-    thread = threading.Thread(target=work, name="kb-server-stream", daemon=True)
-    thread.start()
-    try:
-        while True:
-            kind, payload = await queue.get()
-            yield kind, payload
-            if kind != "delta":
-                return
-    finally:
-        stop.set()
-        await asyncio.to_thread(thread.join)
 
 
 # -- payloads ---------------------------------------------------------------------------------------------

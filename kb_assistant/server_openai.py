@@ -19,14 +19,12 @@ from typing import Any, Literal
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from .server_common import (
     AnswerPayload,
     Caller,
     effective_groups,
     history_query,
-    iterate_in_thread,
     state_of,
 )
 
@@ -113,20 +111,19 @@ async def _stream(st: Any, question: str, params: dict[str, Any], model: str) ->
     yield _chunk(cid, created, model, {"role": "assistant", "content": ""})
     text = ""
     try:
-        async with st.queue.slot():
-            async for kind, payload in iterate_in_thread(lambda: st.kb.ask_stream(question, **params)):
-                if kind == "delta":
-                    text += payload
-                    yield _chunk(cid, created, model, {"content": payload})
-                elif kind == "error":
-                    raise payload
-                else:
-                    result = AnswerPayload.of(getattr(payload, "answer", None), fallback_text=text)
-                    refs = result.references()
-                    if refs:
-                        yield _chunk(cid, created, model, {"content": refs})
-                    yield _chunk(cid, created, model, {}, "stop", usage=_usage(question, text + refs),
-                                 **_kb_extra(result))
+        async for kind, payload in st.answerer.stream(question, params):
+            if kind == "delta":
+                text += payload
+                yield _chunk(cid, created, model, {"content": payload})
+            elif kind == "error":
+                raise payload
+            else:
+                result = AnswerPayload.of(getattr(payload, "answer", None), fallback_text=text)
+                refs = result.references()
+                if refs:
+                    yield _chunk(cid, created, model, {"content": refs})
+                yield _chunk(cid, created, model, {}, "stop", usage=_usage(question, text + refs),
+                             **_kb_extra(result))
     except Exception as exc:
         status = error_status(exc)
         body = {"error": {"message": str(exc), "type": "server_busy" if status == 503 else "server_error",
@@ -153,9 +150,7 @@ def add_openai_routes(app: FastAPI) -> None:
             st.queue.check()
             return StreamingResponse(_stream(st, question, params, model), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        async with st.queue.slot():
-            answer = await run_in_threadpool(st.kb.ask, question, **params)
-        result = AnswerPayload.of(answer)
+        result = AnswerPayload.of(await st.answerer.ask(question, params))
         content = result.text + result.references()
         return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
                 "created": int(time.time()), "model": model,

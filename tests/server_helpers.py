@@ -34,28 +34,31 @@ def build_tiny_kb(root: Path) -> Any:
     return kb
 
 
-class GatedKB:
-    """A real KnowledgeBase whose answers wait until ``release`` is set (a stand-in for a slow generator,
-    so queue and health tests do not depend on the model's speed). Everything else is delegated."""
+class BlockingGenerator:
+    """A stand-in generator that blocks until ``release`` is set, then answers from the tiny KB's VPN
+    document: queue and health tests then do not depend on the model's speed. Install it with
+    ``kb.engine.generator_factory = lambda: gen`` on a knowledge base whose engine has no generator yet."""
 
-    def __init__(self, kb: Any) -> None:
-        self._kb = kb
+    TEXT = "The VPN server is vpn.acme.example on port 1194."
+
+    def __init__(self) -> None:
         self.release = threading.Event()
         self.entered = threading.Semaphore(0)
         self.calls = 0
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._kb, name)
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
 
     def _wait(self) -> None:
         self.calls += 1
         self.entered.release()
-        assert self.release.wait(30), "test never released the gated answer"
+        assert self.release.wait(60), "the test never released the generator"
 
-    def ask(self, question: str, **params: Any) -> Any:
+    def generate(self, messages: Any, config: Any = None) -> str:
         self._wait()
-        return self._kb.ask(question, **params)
+        return self.TEXT
 
-    def ask_stream(self, question: str, **params: Any) -> Any:
+    def stream(self, messages: Any, config: Any = None) -> Any:
         self._wait()
-        return self._kb.ask_stream(question, **params)
+        for word in self.TEXT.split(" "):
+            yield word + " "

@@ -202,6 +202,17 @@ def test_stream_drift_is_replaced_by_evidence():
     assert "Mars" not in streaming.answer.text
 
 
+def test_stream_late_invented_detail_is_followed_by_the_evidence_quote():
+    engine, *_ = make_engine("Full-time staff get annual leave of 20 working days [1].")
+    streaming = engine.ask_stream(LEAVE_Q)
+    pieces = list(streaming)
+    answer = streaming.answer
+    assert "".join(pieces) == answer.text
+    assert answer.mode == "generated" and not answer.supported
+    assert answer.text.endswith(
+        "\nSource [1]: The annual leave entitlement is 15 working days per year for full-time staff.")
+
+
 def test_stream_unknown_yields_the_template_once():
     engine, _, gen, _ = make_engine()
     streaming = engine.ask_stream("What is the capital of France?")
@@ -343,3 +354,28 @@ def test_real_generator_answer_is_grounded(real_generator):
     pieces = list(streaming)
     assert "".join(pieces) == streaming.answer.text
     assert streaming.answer.citations and streaming.answer.timings["first_token"] > 0
+
+
+# ---------------------------------------------------------------- wired to a real KnowledgeBase
+
+
+@pytest.mark.slow  # embeds with the real default embedder: ~10-20 s on the shared 2-core machine
+def test_engine_for_a_real_knowledge_base(kb_factory, write, tmp_path):
+    docs = tmp_path / "docs"
+    write(docs / "leave.txt", "Leave policy.\nThe annual leave entitlement is 15 working days per year.\n"
+                              "Contact hr@example.com with questions.")
+    write(docs / "vpn.txt", "The VPN server is vpn.example.com and uses port 443.")
+    kb = kb_factory("kb", {"query": {"unknown_threshold": 0.0, "answer_mode": "extractive",
+                                     "audit_log": "audit.jsonl"},
+                           "safety": {"sensitive_words": ["salary"]}})
+    kb.ingest([docs])
+    answer = kb.ask("How many days of annual leave do staff get?")
+    assert not answer.unknown and "15 working days" in answer.text
+    assert answer.citations[1].source.endswith("leave.txt")
+    assert kb.ask("How many days of annual leave do staff get?").cached
+    assert kb.ask("What is my salary?").mode == "refused"
+    rows = AuditLog(kb.path / "audit.jsonl").read()
+    assert len(rows) == 3 and rows[0]["sources"][0]["source"].endswith("leave.txt")
+    write(docs / "new.txt", "Parking permits are renewed every January.")
+    kb.ingest([docs])  # bumps kb.version: the cached answer is dropped
+    assert not kb.ask("How many days of annual leave do staff get?").cached

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("fastapi", reason="server extra not installed (pip install 'kb-assistant[server]')")
 httpx = pytest.importorskip("httpx")
 
-from server_helpers import KEYS, UNKNOWN_QUESTION, GatedKB, build_tiny_kb  # noqa: E402
+from server_helpers import KEYS, UNKNOWN_QUESTION, BlockingGenerator, build_tiny_kb  # noqa: E402
 
 from kb_assistant.errors import ConfigError  # noqa: E402
 from kb_assistant.server import check_bind, create_app, running_server  # noqa: E402
@@ -39,6 +39,9 @@ def url(tiny_kb):
 def keyed_url(tiny_kb):
     with running_server(create_app(tiny_kb, api_keys=KEYS)) as base:
         yield base
+
+
+VPN_QUESTION = "What is the address and port of the company VPN server?"
 
 
 def sse_events(response) -> list[tuple[str, dict]]:
@@ -206,46 +209,54 @@ def test_upload_of_unreadable_file_is_422_and_not_kept(url, tiny_kb):
 
 
 # ------------------------------------------------------------------ queue and health
-def test_queue_bounds_waiting_answers_and_health_stays_responsive(tiny_kb):
-    gated = GatedKB(tiny_kb)
-    app = create_app(gated, max_waiting=1)
+def test_queue_bounds_waiting_generations_and_health_stays_responsive(tmp_path):
+    kb = build_tiny_kb(tmp_path)
+    gen = BlockingGenerator()
+    kb.engine.generator_factory = lambda: gen  # the real engine and retrieval; a generator we control
+    app = create_app(kb, max_waiting=1)
+    question = {"question": VPN_QUESTION, "use_cache": False, "answer_mode": "generate"}
     with running_server(app) as base:
         results: dict[str, int] = {}
 
         def ask(name: str) -> None:
-            r = httpx.post(f"{base}/v1/ask", json={"question": UNKNOWN_QUESTION}, timeout=60)
+            r = httpx.post(f"{base}/v1/ask", json=question, timeout=60)
             results[name] = r.status_code
 
         first = threading.Thread(target=ask, args=("first",))
         first.start()
-        assert gated.entered.acquire(timeout=10)  # the first answer is "generating"
+        assert gen.entered.acquire(timeout=30)  # the first answer is generating
         second = threading.Thread(target=ask, args=("second",))
         second.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         while httpx.get(f"{base}/healthz").json()["queue"]["waiting"] < 1:
-            assert time.monotonic() < deadline
+            assert time.monotonic() < deadline, "the second answer never queued"
             time.sleep(0.02)
         t0 = time.perf_counter()
         health = httpx.get(f"{base}/healthz", timeout=5)
         assert health.status_code == 200 and time.perf_counter() - t0 < 1.0
         assert health.json()["queue"]["running"] == 1
-        search = httpx.post(f"{base}/v1/search", json={"query": "vpn"}, timeout=5)
-        assert search.status_code == 200  # retrieval does not wait for the generator
-        busy = httpx.post(f"{base}/v1/ask", json={"question": UNKNOWN_QUESTION}, timeout=10)
+        # retrieval and answers that need no generation do not wait for the generator
+        assert httpx.post(f"{base}/v1/search", json={"query": "vpn"}, timeout=5).status_code == 200
+        unknown = httpx.post(f"{base}/v1/ask", json={"question": UNKNOWN_QUESTION}, timeout=5)
+        assert unknown.status_code == 200 and unknown.json()["unknown"] is True
+        # a third generation finds the line full: 503 with Retry-After, streamed or not
+        busy = httpx.post(f"{base}/v1/ask", json=question, timeout=10)
         assert busy.status_code == 503 and busy.headers.get("retry-after")
-        stream = httpx.post(f"{base}/v1/ask", json={"question": UNKNOWN_QUESTION, "stream": True}, timeout=10)
+        stream = httpx.post(f"{base}/v1/ask", json={**question, "stream": True}, timeout=10)
         assert stream.status_code == 503
-        gated.release.set()
+        gen.release.set()
         first.join(30)
         second.join(30)
         assert results == {"first": 200, "second": 200}
-        assert httpx.get(f"{base}/healthz").json()["queue"]["rejected"] == 2
+        queue = httpx.get(f"{base}/healthz").json()["queue"]
+        assert queue["rejected"] == 2 and queue["served"] == 2 and gen.calls == 2
+    kb.close()
 
 
 # ------------------------------------------------------------------ real generation (slow)
 @pytest.mark.slow
 def test_streamed_answer_with_sources_and_health_during_generation(tiny_kb):
-    question = "What is the address and port of the company VPN server?"
+    question = VPN_QUESTION
     with running_server(create_app(tiny_kb)) as base:
         health_times: list[float] = []
         with httpx.stream("POST", f"{base}/v1/ask", json={"question": question, "stream": True,

@@ -225,9 +225,9 @@ class DataGenConfig:
 
 def eval_evidence(qa_path: str | os.PathLike[str]) -> list[str]:
     """Evidence snippets of the answerable items of a QA file (chunks holding them are kept out)."""
-    from ..evaluation.qa import load_qa
+    from .evaluate import load_questions
 
-    return [it.evidence for it in load_qa(qa_path) if it.answerable and it.evidence]
+    return [it.evidence for it in load_questions(qa_path) if it.answerable and it.evidence]
 
 
 def _contains_any(text: str, needles: Sequence[str]) -> bool:

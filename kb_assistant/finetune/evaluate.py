@@ -29,8 +29,8 @@ from .data import TrainExample, engine_context
 logger = logging.getLogger(__name__)
 
 _CITE_RE = re.compile(r"\[(\d+)\]")
-_UNKNOWN_RE = re.compile(r"\b(i don'?t know|do not know|no information|not (?:mentioned|provided|found)|"
-                         r"cannot (?:answer|find))\b|没有找到|不知道|没有相关|无法回答", re.IGNORECASE)
+_UNKNOWN_RE = re.compile(r"\b(i don'?t know|i do not know|has no information|no information about|"
+                         r"cannot answer)\b|没有找到|不知道|无法回答", re.IGNORECASE)
 _TOKEN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[a-z0-9]+(?:[._:/-][a-z0-9]+)*")
 METRICS = ("keyword_hit", "rouge_l", "bleu", "faithfulness", "unknown_precision", "unknown_recall",
            "unknown_f1", "perplexity")
@@ -154,6 +154,38 @@ def _mean(values: Sequence[float]) -> float:
 
 
 # ------------------------------------------------------------------ items
+def load_questions(path: Any) -> list[Any]:
+    """QA items from a .jsonl file: the strict ``evaluation.qa`` schema when it validates, else a lenient
+    read (``question`` required; ``lang``, ``answerable``, ``evidence``, ``answer_keywords``, ``answer``
+    optional, ``id`` defaulting to the line number) so that small hand-written sets work too."""
+    import json
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from ..errors import ConfigError
+    from ..evaluation.qa import load_qa
+
+    try:
+        return load_qa(path)
+    except ConfigError as strict:
+        items = []
+        for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                d = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from None
+            if not isinstance(d, dict) or not isinstance(d.get("question"), str):
+                raise ConfigError(f"{strict} (lenient read: line {lineno} has no 'question')") from None
+            items.append(SimpleNamespace(
+                id=str(d.get("id", f"line-{lineno}")), question=d["question"],
+                lang=d.get("lang") or detect_lang(d["question"]), answerable=bool(d.get("answerable", True)),
+                evidence=d.get("evidence"), answer_keywords=list(d.get("answer_keywords") or []),
+                answer=d.get("answer")))
+        return items
+
+
 def items_from_qa(kb: Any, qa_items: Sequence[Any], *, k: int = 5, evidence_sentences: int = 3,
                   max_context_tokens: int = 256, count_tokens: Callable[[str], int] | None = None,
                   ) -> list[EvalItem]:

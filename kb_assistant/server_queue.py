@@ -1,0 +1,206 @@
+"""The server's generation queue: the model generates for one request at a time; others wait in line.
+
+Only the *generator* is gated: questions answered from the cache, refused by the unknown gate or
+answered extractively never wait behind a generation. The gate wraps the generator the knowledge
+base's query engine creates (``QueryEngine.generator_factory``); a knowledge-base object without a
+query engine is gated per request instead. Waiting happens in worker threads, so the event loop (and
+``/healthz``, ``/v1/search``) stays free while the model runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from .errors import ConfigError, KBError
+
+logger = logging.getLogger(__name__)
+
+
+class QueueFull(KBError):
+    """Too many generation requests are waiting (served as HTTP 503)."""
+
+
+class GenerationGate:
+    """At most ``concurrency`` generations at a time; at most ``max_waiting`` callers wait for a slot
+    (one more -> :class:`QueueFull`), each for at most ``timeout`` seconds. Thread-safe."""
+
+    def __init__(self, concurrency: int = 1, max_waiting: int = 32, timeout: float = 300.0) -> None:
+        if concurrency < 1:
+            raise ConfigError(f"generation concurrency must be >= 1; got {concurrency}")
+        if max_waiting < 0:
+            raise ConfigError(f"generation queue size (max_waiting) must be >= 0; got {max_waiting}")
+        self.concurrency, self.max_waiting, self.timeout = concurrency, max_waiting, timeout
+        self._sem = threading.BoundedSemaphore(concurrency)
+        self._lock = threading.Lock()
+        self.running = self.waiting = self.served = self.rejected = 0
+
+    def check(self) -> None:
+        """Raise QueueFull if a new caller could not even wait (used before an event stream starts)."""
+        with self._lock:
+            if self.running >= self.concurrency and self.waiting >= self.max_waiting:
+                self.rejected += 1
+                raise QueueFull(f"server busy: {self.running} generating, {self.waiting} waiting; "
+                                "retry later")
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        self.check()
+        with self._lock:
+            self.waiting += 1
+        try:
+            acquired = self._sem.acquire(timeout=self.timeout)
+        finally:
+            with self._lock:
+                self.waiting -= 1
+        if not acquired:
+            with self._lock:
+                self.rejected += 1
+            raise QueueFull(f"server busy: waited {self.timeout:.0f} s for the generator; retry later")
+        with self._lock:
+            self.running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.running -= 1
+                self.served += 1
+            self._sem.release()
+
+    def stats(self) -> dict[str, int]:
+        return {"running": self.running, "waiting": self.waiting, "max_waiting": self.max_waiting,
+                "concurrency": self.concurrency, "served": self.served, "rejected": self.rejected}
+
+
+class GatedGenerator:
+    """A generator whose ``generate``/``stream`` hold a slot of ``gate`` (the stream: until it is closed)."""
+
+    def __init__(self, inner: Any, gate: GenerationGate) -> None:
+        self.inner, self.gate = inner, gate
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def generate(self, messages: list[dict[str, str]], config: Any = None) -> Any:
+        with self.gate.slot():
+            return self.inner.generate(messages, config)
+
+    def stream(self, messages: list[dict[str, str]], config: Any = None) -> Iterator[str]:
+        with self.gate.slot():
+            yield from self.inner.stream(messages, config)
+
+
+def install_gate(kb: Any, gate: GenerationGate) -> bool:
+    """Make ``kb``'s query engine generate through ``gate``. False if ``kb`` has no such engine."""
+    try:
+        engine = kb.engine
+    except (AttributeError, ImportError) as exc:
+        logger.info("no query engine to gate (%s): gating whole answers instead", exc)
+        return False
+    factory = getattr(engine, "generator_factory", None)
+    if factory is None or not callable(factory):
+        return False
+    factory = getattr(factory, "kb_ungated", factory)  # a later app over the same kb takes over
+
+    def gated_factory() -> GatedGenerator:
+        return GatedGenerator(factory(), gate)
+
+    gated_factory.kb_ungated = factory  # type: ignore[attr-defined]
+    engine.generator_factory = gated_factory
+    current = getattr(engine, "_generator", None)  # created before the server started
+    if isinstance(current, GatedGenerator):
+        current.gate = gate
+    elif current is not None:
+        engine._generator = GatedGenerator(current, gate)
+    return True
+
+
+class _RequestGated:
+    """``kb.ask_stream`` holding a gate slot for the whole stream (knowledge bases without an engine)."""
+
+    def __init__(self, make: Callable[[], Any], gate: GenerationGate) -> None:
+        self.make, self.gate, self.stream = make, gate, None
+
+    def __iter__(self) -> Iterator[str]:
+        with self.gate.slot():
+            self.stream = self.make()
+            yield from self.stream
+
+    @property
+    def answer(self) -> Any:
+        return getattr(self.stream, "answer", None)
+
+
+class Answerer:
+    """Runs ``kb.ask``/``kb.ask_stream`` in worker threads through the generation gate."""
+
+    def __init__(self, kb: Any, gate: GenerationGate, worker_threads: int) -> None:
+        self.kb, self.gate = kb, gate
+        self.per_request = not install_gate(kb, gate)
+        self.limiter = anyio.CapacityLimiter(worker_threads)
+
+    async def ask(self, question: str, params: dict[str, Any]) -> Any:
+        call = functools.partial(self.kb.ask, question, **params)
+        if self.per_request:
+            def call() -> Any:
+                with self.gate.slot():
+                    return self.kb.ask(question, **params)
+        return await anyio.to_thread.run_sync(call, limiter=self.limiter)
+
+    def stream(self, question: str, params: dict[str, Any]) -> AsyncIterator[tuple[str, Any]]:
+        def make() -> Any:
+            return self.kb.ask_stream(question, **params)
+
+        factory = (lambda: _RequestGated(make, self.gate)) if self.per_request else make
+        return iterate_in_thread(factory, self.limiter)
+
+
+async def iterate_in_thread(make_stream: Callable[[], Any], limiter: anyio.CapacityLimiter | None = None,
+                            ) -> AsyncIterator[tuple[str, Any]]:
+    """Run ``make_stream()`` and iterate it in a worker thread; yield ("delta", piece) for each piece,
+    then ("done", stream) or ("error", exception). Closing this iterator early (client gone) stops the
+    worker at its next piece and waits for it, so the generator's slot is freed only once it stopped."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> None:
+        with contextlib.suppress(RuntimeError):  # loop closed: nobody is listening any more
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+    def work() -> None:
+        try:
+            stream = make_stream()
+            iterator = iter(stream)
+            try:
+                for piece in iterator:
+                    if stop.is_set():
+                        break
+                    put(("delta", piece))
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+            put(("done", stream))
+        except BaseException as exc:  # reported to the client as an error event
+            put(("error", exc))
+
+    task = asyncio.ensure_future(anyio.to_thread.run_sync(work, limiter=limiter))
+    try:
+        while True:
+            kind, payload = await queue.get()
+            yield kind, payload
+            if kind != "delta":
+                return
+    finally:
+        stop.set()
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(task)
