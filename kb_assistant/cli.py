@@ -169,4 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the package's module (not this __main__ copy) so sub-commands registered by other modules count
+    from kb_assistant.cli import main as _main
+
+    sys.exit(_main())

@@ -56,6 +56,7 @@ def main() -> int:
     except ImportError:
         print("\n(answer generation not available in this build)")
         return 0
+    print("\n(the first answer converts the embedded generator to a cached safetensors folder once, ~40 s)")
     for lang, question in QUESTIONS:
         print(f"\n== Ask ({lang}): {question}")
         start = time.perf_counter()
@@ -63,8 +64,9 @@ def main() -> int:
         took = time.perf_counter() - start
         tag = "UNKNOWN" if answer.unknown else "answer"
         print(f"  {tag}: {answer.text}")
-        for n, hit in enumerate(answer.sources, 1):
-            print(f"    [{n}] {_where(hit)}")
+        if not answer.unknown:
+            for n, hit in enumerate(answer.sources, 1):
+                print(f"    [{n}] {_where(hit)}")
         print(f"  ({took:.2f} s)")
     kb.close()
     return 0
