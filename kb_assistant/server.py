@@ -130,6 +130,11 @@ def _install_error_handlers(app: FastAPI) -> None:
             headers = {"WWW-Authenticate": "Bearer"}
         return JSONResponse(_error_body(status, str(exc)), status_code=status, headers=headers)
 
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(_error_body(500, f"internal error: {type(exc).__name__}: {exc}"), status_code=500)
+
 
 def error_status(exc: BaseException) -> int:
     if isinstance(exc, QueueFull):
@@ -171,8 +176,8 @@ def _install_core_routes(app: FastAPI) -> None:
 
 
 async def _ask_events(st: ServerState, question: str, params: dict[str, Any]) -> AsyncIterator[str]:
-    """SSE: ``queued`` (if waiting), ``delta`` {"text"} pieces, then ``done`` (the answer without its
-    text: sources, unknown, mode, timings) or ``error`` {"message", "status"}."""
+    """SSE: ``queued`` (the generator is busy), ``delta`` {"text"} pieces, then ``done`` (the whole
+    answer: text, sources, citations, unknown, mode, timings) or ``error`` {"message", "status"}."""
     if st.queue.running >= st.queue.concurrency:
         yield sse("queued", {"waiting": st.queue.waiting + 1})
     try:
@@ -255,7 +260,7 @@ def serve(kb_or_path: Any, host: str = "127.0.0.1", port: int = 8000,
     app = create_app(kb_or_path, api_keys, **app_options)
     logger.info("kb-assistant server on http://%s:%d (auth: %s)", host, port,
                 "API keys" if api_keys is not None else "none, localhost only")
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
 
 
 @contextlib.contextmanager

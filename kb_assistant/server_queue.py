@@ -14,6 +14,8 @@ import contextlib
 import functools
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -30,8 +32,8 @@ class QueueFull(KBError):
 
 
 class GenerationGate:
-    """At most ``concurrency`` generations at a time; at most ``max_waiting`` callers wait for a slot
-    (one more -> :class:`QueueFull`), each for at most ``timeout`` seconds. Thread-safe."""
+    """At most ``concurrency`` generations at a time; at most ``max_waiting`` callers wait for a slot, in
+    arrival order (one more -> :class:`QueueFull`), each for at most ``timeout`` seconds. Thread-safe."""
 
     def __init__(self, concurrency: int = 1, max_waiting: int = 32, timeout: float = 300.0) -> None:
         if concurrency < 1:
@@ -39,45 +41,59 @@ class GenerationGate:
         if max_waiting < 0:
             raise ConfigError(f"generation queue size (max_waiting) must be >= 0; got {max_waiting}")
         self.concurrency, self.max_waiting, self.timeout = concurrency, max_waiting, timeout
-        self._sem = threading.BoundedSemaphore(concurrency)
-        self._lock = threading.Lock()
-        self.running = self.waiting = self.served = self.rejected = 0
+        self._cond = threading.Condition()
+        self._line: deque[object] = deque()
+        self.running = self.served = self.rejected = 0
+
+    @property
+    def waiting(self) -> int:
+        return len(self._line)
+
+    def _full(self) -> bool:
+        return self.running >= self.concurrency and len(self._line) >= self.max_waiting
 
     def check(self) -> None:
         """Raise QueueFull if a new caller could not even wait (used before an event stream starts)."""
-        with self._lock:
-            if self.running >= self.concurrency and self.waiting >= self.max_waiting:
+        with self._cond:
+            if self._full():
                 self.rejected += 1
                 raise QueueFull(f"server busy: {self.running} generating, {self.waiting} waiting; "
                                 "retry later")
 
     @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
-        self.check()
-        with self._lock:
-            self.waiting += 1
-        try:
-            acquired = self._sem.acquire(timeout=self.timeout)
-        finally:
-            with self._lock:
-                self.waiting -= 1
-        if not acquired:
-            with self._lock:
+        ticket = object()
+        with self._cond:
+            if self._full():
                 self.rejected += 1
-            raise QueueFull(f"server busy: waited {self.timeout:.0f} s for the generator; retry later")
-        with self._lock:
+                raise QueueFull(f"server busy: {self.running} generating, {self.waiting} waiting; "
+                                "retry later")
+            self._line.append(ticket)
+            deadline = time.monotonic() + self.timeout
+            while not (self._line[0] is ticket and self.running < self.concurrency):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._line.remove(ticket)
+                    self.rejected += 1
+                    self._cond.notify_all()
+                    raise QueueFull(f"server busy: waited {self.timeout:.0f} s for the generator; "
+                                    "retry later")
+                self._cond.wait(remaining)
+            self._line.popleft()
             self.running += 1
+            self._cond.notify_all()  # with concurrency > 1 the next in line may start too
         try:
             yield
         finally:
-            with self._lock:
+            with self._cond:
                 self.running -= 1
                 self.served += 1
-            self._sem.release()
+                self._cond.notify_all()
 
     def stats(self) -> dict[str, int]:
-        return {"running": self.running, "waiting": self.waiting, "max_waiting": self.max_waiting,
-                "concurrency": self.concurrency, "served": self.served, "rejected": self.rejected}
+        with self._cond:
+            return {"running": self.running, "waiting": len(self._line), "max_waiting": self.max_waiting,
+                    "concurrency": self.concurrency, "served": self.served, "rejected": self.rejected}
 
 
 class GatedGenerator:

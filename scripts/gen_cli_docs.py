@@ -37,6 +37,18 @@ def _md(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _setting_help(dest: str) -> str:
+    """Help for a flag without one that overrides a config setting of the same name."""
+    from kb_assistant.generation import GenerationConfig
+    from kb_assistant.query_engine import QueryConfig
+
+    for section, cls in (("query", QueryConfig), ("generation", GenerationConfig)):
+        if dest in cls.__dataclass_fields__:
+            anchor = f"{section}-{cls.__name__.lower()}"
+            return f"overrides [`[{section}] {dest}`](configuration.md#{anchor}) for this call"
+    return ""
+
+
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, tuple[argparse.ArgumentParser, str]]:
     """name -> (parser, help) of the sub-commands of ``parser`` (empty when it has none)."""
     for action in parser._actions:
@@ -46,7 +58,7 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, tuple[argparse.Arg
     return {}
 
 
-def _arg_row(action: argparse.Action) -> str | None:
+def _arg_row(action: argparse.Action, settings_help: bool = False) -> str | None:
     if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
         return None
     if action.option_strings:
@@ -68,6 +80,8 @@ def _arg_row(action: argparse.Action) -> str | None:
         default = f"`{action.default!r}`"
     choices = ", ".join(f"`{c}`" for c in action.choices) if action.choices else ""
     help_text = (action.help or "").replace("%(default)s", str(action.default))
+    if not help_text and action.option_strings and settings_help:
+        help_text = _setting_help(action.dest)
     return f"| {_md(flags)} | {required} | {_md(default)} | {_md(choices)} | {_md(help_text)} |"
 
 
@@ -78,7 +92,8 @@ def command_markdown(path: list[str], parser: argparse.ArgumentParser, help_text
         lines += [help_text[0].upper() + help_text[1:] + ".", ""]
     usage = parser.format_usage().strip().removeprefix("usage: ")
     lines += ["```text", usage, "```", ""]
-    rows = [r for r in (_arg_row(a) for a in parser._actions) if r]
+    answers = path[1:2] in (["ask"], ["chat"])  # their unexplained flags override [query]/[generation]
+    rows = [r for r in (_arg_row(a, settings_help=answers) for a in parser._actions) if r]
     if rows:
         lines += ["| Argument | Required | Default | Allowed values | Description |", "|---|---|---|---|---|"]
         lines += rows + [""]

@@ -49,9 +49,9 @@ GENERATOR_NOTES = {
     "model_path": ("local folder of a transformers causal LM, or a `.gguf` file (converted once); "
                    "unset: the embedded SmolLM2-135M-Instruct", "a path"),
     "device": ("where the generator runs", "`'auto'`, `'cpu'`, `'cuda'`, `'cuda:N'`, `'mps'`"),
-    "dtype": ("weights dtype; `auto` = fp16 on CUDA, fp32 on CPU",
+    "dtype": ("weights dtype; `auto` = bf16 (fp16 where unsupported) on CUDA, fp32 on CPU",
               "`'auto'`, `'float32'`, `'float16'`, `'bfloat16'`"),
-    "int8": ("dynamic int8 quantisation of the linear layers on CPU (unset: off)", "`true`, `false`"),
+    "int8": ("dynamic int8 quantisation of the linear layers (CPU only; unset: off)", "`true`, `false`"),
     "reuse_prefix": ("reuse the KV cache of the fixed system prompt across questions", "`true`, `false`"),
 }
 
@@ -289,8 +289,8 @@ kb = KnowledgeBase("my_kb", config={"retrieval": {"mode": "dense"}, "query": {"k
 ```
 
 Ranges are inclusive (`lo … hi`). `None` in a default means "not set" (settings that are `None` are
-omitted from `config.toml`). `kb calibrate` stores the calibrated unknown-gate threshold in the knowledge
-base (see [Concepts](concepts.md#the-unknown-gate)).
+omitted from `config.toml`). The unknown gate uses `[query] unknown_threshold`; calibrate it on your own
+questions (see [Concepts](concepts.md#the-unknown-gate)).
 """
 
 

@@ -114,6 +114,7 @@ def test_every_nav_page_exists() -> None:
 _NO_MKDOCS = importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings") is None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_NO_MKDOCS, reason="mkdocs / mkdocstrings not installed (pip install -e '.[docs]')")
 def test_mkdocs_build_strict(tmp_path: Path) -> None:
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")

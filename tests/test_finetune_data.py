@@ -216,3 +216,14 @@ def test_items_from_heldout_examples():
     a, u = items_from_examples([ex, unk])
     assert a.answerable and a.passages == ["Port 1194.", "Other."] and a.keywords
     assert not u.answerable and not u.keywords
+
+
+def test_cli_train_reports_invalid_data(tmp_path, capsys):
+    from kb_assistant.cli import main
+
+    bad = _write_lines(tmp_path / "bad.jsonl", ['{"prompt": "q", "response": "a"}', '{"prompt": 1}'])
+    code = main(["finetune", "train", "--kb", str(tmp_path / "kb"), "--data", str(bad), "--out",
+                 str(tmp_path / "adapter")])
+    assert code == 1
+    assert "line 2: 'prompt' must be a non-empty string" in capsys.readouterr().err
+    assert not (tmp_path / "adapter").exists()

@@ -63,4 +63,8 @@ def test_notebook_runs(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+    if importlib.util.find_spec("ipywidgets") is not None:  # tqdm.auto renders progress bars as widgets
+        widgets = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                   if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+        assert widgets, "no progress bar rendered as a Jupyter widget"
     print(f"{path.name}: {seconds:.1f} s")

@@ -81,7 +81,7 @@ def test_modes(kb):
 
 def test_fuse_rrf_and_weighted():
     cand = np.array([10, 20, 30])
-    cfg = RetrievalConfig()
+    cfg = RetrievalConfig(fusion="rrf")
     rrf = fuse(cand, np.array([10, 20]), np.array([30, 20]), np.zeros(3), np.zeros(3), cfg)
     assert rrf.argmax() == 1  # in both lists
     assert rrf[1] == pytest.approx(1 / 62 + 1 / 62)

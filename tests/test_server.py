@@ -19,6 +19,7 @@ from server_helpers import KEYS, UNKNOWN_QUESTION, BlockingGenerator, build_tiny
 
 from kb_assistant.errors import ConfigError  # noqa: E402
 from kb_assistant.server import check_bind, create_app, running_server  # noqa: E402
+from kb_assistant.server_queue import GenerationGate, QueueFull  # noqa: E402
 from kb_assistant.server_uploads import safe_filename  # noqa: E402
 
 
@@ -251,6 +252,47 @@ def test_queue_bounds_waiting_generations_and_health_stays_responsive(tmp_path):
         queue = httpx.get(f"{base}/healthz").json()["queue"]
         assert queue["rejected"] == 2 and queue["served"] == 2 and gen.calls == 2
     kb.close()
+
+
+def test_generation_gate_is_fifo_bounded_and_times_out():
+    gate = GenerationGate(concurrency=1, max_waiting=2, timeout=10)
+    hold, order = threading.Event(), []
+
+    def wait_for(cond) -> None:
+        deadline = time.monotonic() + 10
+        while not cond():
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+
+    def first() -> None:
+        with gate.slot():
+            hold.wait(10)
+
+    def later(i: int) -> None:
+        with gate.slot():
+            order.append(i)
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    wait_for(lambda: gate.running == 1)
+    for i in range(2):
+        threads.append(threading.Thread(target=later, args=(i,)))
+        threads[-1].start()
+        wait_for(lambda i=i: gate.waiting == i + 1)
+    with pytest.raises(QueueFull):
+        gate.check()
+    hold.set()
+    for t in threads:
+        t.join(10)
+    assert order == [0, 1] and gate.stats()["served"] == 3 and gate.stats()["rejected"] == 1
+
+    quick = GenerationGate(concurrency=1, max_waiting=1, timeout=0.2)
+    errors = []
+    with quick.slot():
+        t = threading.Thread(target=lambda: errors.append(pytest.raises(QueueFull, quick.slot().__enter__)))
+        t.start()
+        t.join(5)
+    assert errors and quick.waiting == 0 and quick.running == 0
 
 
 # ------------------------------------------------------------------ real generation (slow)

@@ -101,6 +101,8 @@ def zh_number(sentence: str, heading: str) -> tuple[str, str] | None:
     if not m:
         return None
     unit = m.group(2)
+    if unit == "年" and float(m.group(1)) >= 1000:  # a calendar year, not a duration
+        return None
     q = sentence[: m.start()] + ("多少" if unit in ("%", "GB", "MB") else "多少" + unit) + sentence[m.end():]
     return _strip_end(q) + "？", "number"
 

@@ -139,7 +139,7 @@ function finish(row, result) {
   renderSources(card, result);
   const t = result.timings || {};
   const bits = [];
-  if (t.total !== undefined) bits.push((t.total / 1000).toFixed(1) + " s");
+  if (t.total !== undefined) bits.push(t.total < 1000 ? Math.round(t.total) + " ms" : (t.total / 1000).toFixed(1) + " s");
   if (result.mode) bits.push(result.mode);
   if (result.cached) bits.push("cached");
   card.appendChild(el("div", "meta", bits.join(" · ")));
