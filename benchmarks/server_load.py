@@ -160,16 +160,19 @@ def main() -> int:
         p.error("--clients must be in 1..200 and --duration in (0, 600]")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    questions = [json.loads(line)["question"] for line in SAMPLE_QA.read_text(encoding="utf-8").splitlines()
-                 if line.strip()]
+    lines = SAMPLE_QA.read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    questions = [r["question"] for r in records]
+    per_lang = {r.get("lang", "en"): r["question"] for r in records}  # warm-up: jieba loads on first zh query
     kb = ensure_kb(args.kb)
     port = free_port()
     server = start_server(kb, port, args.queue)
     url = f"http://127.0.0.1:{port}"
     try:
         # warm-up (not measured): embedder and generator load on first use
-        for endpoint, body in (("/v1/search", {"query": "warm up"}),
-                               ("/v1/ask", {"question": questions[0], "use_cache": False})):
+        warm_ups = [("/v1/search", {"query": q}) for q in per_lang.values()]
+        warm_ups.append(("/v1/ask", {"question": questions[0], "use_cache": False}))
+        for endpoint, body in warm_ups:
             warm = httpx.post(f"{url}{endpoint}", json=body, timeout=300)
             if warm.status_code != 200:
                 raise SystemExit(f"warm-up {endpoint} failed: {warm.status_code} {warm.text[:300]}")

@@ -310,7 +310,7 @@ def test_load_qa_valid_and_roundtrip(tmp_path):
         ({**GOOD, "kind": "unanswerable"}, "line 2: 'answerable' is true but kind is 'unanswerable'"),
         (
             {k: v for k, v in GOOD.items() if k != "evidence"},
-            "line 2: missing 'evidence' (required when answerable)",
+            "line 2: missing 'evidence' (required when answerable, unless 'page' is given)",
         ),
         ({**GOOD, "answer_keywords": "k"}, "line 2: 'answer_keywords' must be a list of non-empty strings"),
         ({**GOOD, "page": 0}, "line 2: 'page' must be a positive integer"),

@@ -148,3 +148,38 @@ def test_empty_and_k0(kb):
 def test_config_validation():
     with pytest.raises(ConfigError, match="fusion"):
         KBConfig.from_dict({"retrieval": {"fusion": "max"}})
+
+
+def test_evaluate_and_calibrate(kb, tmp_path):
+    import json
+
+    from kb_assistant.evaluation.retrieval_eval import evaluate_kb, fit_logistic
+    from kb_assistant.retrieval import CALIBRATION_FILE
+
+    qa = [
+        {"id": "en-1", "question": "where is the list of mount points?", "lang": "en", "kind": "en",
+         "answerable": True, "source": "guide/fstab.txt", "evidence": "listed in /etc/fstab"},
+        {"id": "en-2", "question": "what does ERR_42 mean", "lang": "en", "kind": "en", "answerable": True,
+         "source": "guide/errors.md", "evidence": "exits with ERR_42"},
+        {"id": "zh-1", "question": "怎么创建用户", "lang": "zh", "kind": "zh", "answerable": True,
+         "source": "zh/用户.txt", "evidence": "adduser 命令创建新用户"},
+        {"id": "un-1", "question": "what is the capital of Peru", "lang": "en", "kind": "unanswerable",
+         "answerable": False},
+        {"id": "un-2", "question": "best pizza toppings for children", "lang": "en", "kind": "unanswerable",
+         "answerable": False},
+    ]
+    path = tmp_path / "qa.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in qa), encoding="utf-8")
+    report = evaluate_kb(kb, path, k=5)
+    assert report.overall["recall@5"] == 1.0 and set(report.by_lang) == {"en", "zh"}
+    w = fit_logistic(np.array([[0.1, 0.0], [0.2, 0.1], [0.6, 0.5], [0.7, 0.9]]), np.array([0, 0, 1, 1.0]))
+    assert w[1] > 0 and w[2] > 0
+    from kb_assistant.evaluation.retrieval_eval import calibrate
+
+    threshold = calibrate(kb, path)
+    assert 0.0 <= threshold <= 1.0
+    saved = json.loads((kb.path / CALIBRATION_FILE).read_text())
+    assert saved["embedder"] == kb.embedder.name and saved["threshold"] == threshold
+    assert kb.retriever.calibration.source.endswith(CALIBRATION_FILE)
+    (kb.path / CALIBRATION_FILE).unlink()
+    kb.retriever.reload_calibration()

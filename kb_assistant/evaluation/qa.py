@@ -94,6 +94,20 @@ def _is_str_list(value: Any) -> bool:
     return isinstance(value, list) and all(_is_str(v) for v in value)
 
 
+def with_defaults(data: dict[str, Any], lineno: int) -> dict[str, Any]:
+    """Fill the optional keys: ``answerable`` (true), ``id`` (q<line>), ``lang`` (from the question's
+    script), ``kind`` (the language, or "unanswerable")."""
+    data = dict(data)
+    data.setdefault("answerable", True)
+    data.setdefault("id", f"q{lineno:04d}")
+    if "lang" not in data and isinstance(data.get("question"), str):
+        cjk = sum(1 for ch in data["question"] if "\u3400" <= ch <= "\u9fff")
+        data["lang"] = "zh" if cjk * 5 > len(data["question"]) else "en"
+    if "kind" not in data and isinstance(data.get("answerable"), bool):
+        data["kind"] = "unanswerable" if not data["answerable"] else data.get("lang")
+    return data
+
+
 def validate_record(data: Any) -> list[str]:
     """Return every schema problem of one parsed record (empty list when valid)."""
     if not isinstance(data, dict):
@@ -116,11 +130,14 @@ def validate_record(data: Any) -> list[str]:
     if isinstance(answerable, bool) and kind in KINDS and answerable != (kind != "unanswerable"):
         errors.append(f"'answerable' is {str(answerable).lower()} but kind is {kind!r}")
     if answerable is True:
-        for key in ("source", "evidence"):
-            if key not in data:
-                errors.append(f"missing {key!r} (required when answerable)")
-            elif not _is_str(data[key]):
-                errors.append(f"{key!r} must be a non-empty string")
+        if "source" not in data:
+            errors.append("missing 'source' (required when answerable)")
+        elif not _is_str(data["source"]):
+            errors.append("'source' must be a non-empty string")
+        if "evidence" not in data and data.get("page") is None:
+            errors.append("missing 'evidence' (required when answerable, unless 'page' is given)")
+        elif "evidence" in data and not _is_str(data["evidence"]):
+            errors.append("'evidence' must be a non-empty string")
     if "answer_keywords" in data and not _is_str_list(data["answer_keywords"]):
         errors.append("'answer_keywords' must be a list of non-empty strings")
     if "absent_terms" in data and not _is_str_list(data["absent_terms"]):
@@ -146,6 +163,8 @@ def parse_qa_lines(lines: list[str], name: str = "<qa>") -> tuple[list[QAItem], 
         except json.JSONDecodeError as exc:
             errors.append(f"{name}: line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})")
             continue
+        if isinstance(data, dict):
+            data = with_defaults(data, lineno)
         problems = validate_record(data)
         if problems:
             errors.extend(f"{name}: line {lineno}: {p}" for p in problems)

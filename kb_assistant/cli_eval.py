@@ -1,0 +1,64 @@
+"""`kb eval retrieval|answers` and `kb calibrate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from .cli import EXIT_OK, _open, register
+
+
+def _setup_eval(p: argparse.ArgumentParser) -> None:
+    p.add_argument("what", choices=["retrieval", "answers"])
+    p.add_argument("--kb", required=True, help="knowledge base directory")
+    p.add_argument("--qa", required=True, help="QA file (JSONL)")
+    p.add_argument("-k", type=int, default=10, help="hits per question (retrieval)")
+    p.add_argument("--group", action="append", metavar="NAME", help="caller's access groups")
+    p.add_argument("--limit", type=int, help="only the first N questions (answers)")
+    p.add_argument("--adapter", help="LoRA adapter for the generator (answers)")
+    p.add_argument("--json", action="store_true")
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    kb = _open(args)
+    if args.what == "retrieval":
+        from .evaluation.retrieval_eval import evaluate_kb
+
+        report: Any = evaluate_kb(kb, args.qa, k=args.k, groups=args.group)
+    else:
+        from .evaluation.answers_eval import evaluate_kb_answers
+
+        if args.adapter:
+            kb.adapter = args.adapter
+        report = evaluate_kb_answers(kb, args.qa, groups=args.group, limit=args.limit,
+                                     show_progress=not args.json)
+    print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) if args.json else report.format_table())
+    return EXIT_OK
+
+
+def _setup_calibrate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--kb", required=True, help="knowledge base directory")
+    p.add_argument("--qa", required=True, help="QA file with answerable and unanswerable questions")
+    p.add_argument("--target-unknown-recall", type=float, default=0.9,
+                   help="share of unanswerable questions the gate must refuse (default 0.9)")
+    p.add_argument("--json", action="store_true")
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from .evaluation.retrieval_eval import calibrate
+    from .knowledge_base import CONFIG_FILE
+
+    kb = _open(args)
+    threshold = calibrate(kb, args.qa, target_unknown_recall=args.target_unknown_recall)
+    kb.config = kb.config.merged({"query": {"unknown_threshold": round(threshold, 4)}})
+    kb.config.save(kb.path / CONFIG_FILE)
+    out = {"unknown_threshold": threshold, "config": str(kb.path / CONFIG_FILE)}
+    print(json.dumps(out) if args.json else
+          f"unknown_threshold = {threshold:.4f} (saved in {kb.path / CONFIG_FILE})")
+    return EXIT_OK
+
+
+register("eval", "evaluate retrieval or answers on a QA file", _setup_eval, _run_eval)
+register("calibrate", "fit the score calibration and the unknown-gate threshold", _setup_calibrate,
+         _run_calibrate)
