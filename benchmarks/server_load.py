@@ -47,9 +47,7 @@ def free_port() -> int:
 
 
 def start_server(kb: Path, port: int, queue: int) -> subprocess.Popen:
-    # not `python -m kb_assistant.cli`: run as __main__, cli.py would not see the registered `serve`
-    entry = "import sys; from kb_assistant.cli import main; sys.exit(main())"
-    cmd = [sys.executable, "-c", entry, "serve", "--kb", str(kb), "--host", "127.0.0.1",
+    cmd = [sys.executable, "-m", "kb_assistant", "serve", "--kb", str(kb), "--host", "127.0.0.1",
            "--port", str(port), "--queue", str(queue)]
     log = kb.parent / "server_load.log"
     with open(log, "w") as fh:  # the server's log goes to a file (a pipe nobody reads would block it)

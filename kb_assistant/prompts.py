@@ -138,7 +138,9 @@ def is_followup(question: str) -> bool:
     if q.startswith(_FOLLOWUP_STARTS_EN):
         return True
     words = re.findall(r"[a-z0-9]+", q)
-    if any(w in _PRONOUNS_EN for w in words):
+    # pronouns are matched on the original case: "IT" (the department) is not "it"
+    original = [w for w in re.findall(r"[A-Za-z0-9]+", question) if not (w.isupper() and len(w) > 1)]
+    if any(w.lower() in _PRONOUNS_EN for w in original):
         return True
     return len([w for w in words if w not in EN_STOPWORDS]) <= 2
 

@@ -171,3 +171,10 @@ def test_rewrite_followup_english():
 def test_rewrite_followup_chinese():
     out = rewrite_followup("那兼职员工呢？", "全职员工每年有多少天年假？")
     assert out == "全职员工每年有多少天年假：那兼职员工呢？"
+
+
+def test_it_department_is_not_a_pronoun():
+    from kb_assistant.prompts import is_followup
+
+    assert not is_followup("What are the opening hours of the IT Service Desk?")
+    assert is_followup("Is it open on Sundays?")

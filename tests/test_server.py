@@ -19,6 +19,7 @@ from server_helpers import KEYS, UNKNOWN_QUESTION, BlockingGenerator, build_tiny
 
 from kb_assistant.errors import ConfigError  # noqa: E402
 from kb_assistant.server import check_bind, create_app, running_server  # noqa: E402
+from kb_assistant.server_common import history_query  # noqa: E402
 from kb_assistant.server_queue import GenerationGate, QueueFull  # noqa: E402
 from kb_assistant.server_uploads import safe_filename  # noqa: E402
 
@@ -128,6 +129,34 @@ def test_api_keys_map_to_acl_groups(keyed_url):
     assert {d["file"] for d in docs["documents"]} == {"vpn.md", "deployments.md"}
     # health stays public (load balancers), and says that keys are required
     assert httpx.get(f"{keyed_url}/healthz").json()["auth"] is True
+
+
+def test_upload_with_a_key_gets_its_groups(keyed_url, tiny_kb):
+    files = {"files": ("hr_bonus.txt", b"The annual bonus is paid in March to every employee.\n")}
+    r = httpx.post(f"{keyed_url}/v1/documents", files=files, headers={"X-API-Key": "hr-key-0123456789"},
+                   timeout=120)
+    assert r.status_code == 201, r.text
+    assert r.json()["groups"] == ["hr"]
+    denied = httpx.post(f"{keyed_url}/v1/documents", files=files, data={"groups": "eng"},
+                        headers={"X-API-Key": "hr-key-0123456789"}, timeout=60)
+    assert denied.status_code == 403
+
+    def files_for(key: str) -> set[str]:
+        docs = httpx.get(f"{keyed_url}/v1/documents", headers={"X-API-Key": key}).json()["documents"]
+        return {d["file"] for d in docs}
+
+    assert "hr_bonus.txt" in files_for("hr-key-0123456789")
+    assert "hr_bonus.txt" not in files_for("eng-key-0123456789")
+    doc = next(d for d in tiny_kb.documents() if d["path"].endswith("hr_bonus.txt"))
+    assert doc["groups"] == ["hr"]
+    tiny_kb.delete(doc["doc_id"])
+
+
+def test_history_makes_follow_ups_standalone():
+    query = history_query("And what about part-time staff?",
+                          ["How many days of annual leave do full-time employees get?"])
+    assert "annual" in query and "part-time" in query
+    assert history_query("Where is the VPN server?", []) == "Where is the VPN server?"
 
 
 def test_deleting_an_unreadable_document_is_not_found(keyed_url, tiny_kb):
