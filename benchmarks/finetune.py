@@ -63,11 +63,28 @@ def build_kb(path: Path):
     return kb
 
 
+def adapter_only(items: list, model_path: Path, adapter: Path, heldout: list, base_file: str) -> dict:
+    """Like evaluate.before_after, with the base answers/metrics read from an earlier results file."""
+    from kb_assistant.finetune.evaluate import answer_metrics, perplexity, predict
+    from kb_assistant.generation import GenerationConfig, Generator
+
+    old = json.loads(Path(base_file).read_text(encoding="utf-8"))["eval"]
+    if [a["question"] for a in old["answers"]] != [it.question for it in items]:
+        sys.exit("--reuse-base: the earlier run used other questions")
+    gen = Generator(model_path, adapter=adapter)
+    preds = predict(lambda m: gen.generate(m, GenerationConfig(max_new_tokens=48, max_sentences=2)), items)
+    metrics = answer_metrics(items, preds)
+    metrics["perplexity"] = perplexity(gen.model, gen.tokenizer, heldout)
+    return {"base": {"metrics": old["base"], "answers": [a["base"] for a in old["answers"]]},
+            "adapter": {"metrics": metrics, "answers": preds}}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kb", default=str(CACHE / "ft_dev_kb"))
     ap.add_argument("--work", default=str(CACHE / "ft_run"))
     ap.add_argument("--n", type=int, default=400, help="training examples to prepare")
+    ap.add_argument("--unknown-fraction", type=float, default=0.3)
     ap.add_argument("--max-steps", type=int, default=120)
     ap.add_argument("--top-layers", type=int, default=10)
     ap.add_argument("--rank", type=int, default=16)
@@ -79,6 +96,8 @@ def main() -> int:
     ap.add_argument("--adapter", help="adapter folder (default: WORK/adapter)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "finetune.json"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reuse-base", metavar="RESULTS_JSON",
+                    help="take the base model's answers from an earlier run on the same questions (greedy)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
@@ -110,7 +129,8 @@ def main() -> int:
         from kb_assistant.finetune.data import eval_evidence
 
         t = time.perf_counter()
-        examples, stats = generate_examples(kb, DataGenConfig(n=args.n, seed=args.seed),
+        examples, stats = generate_examples(kb, DataGenConfig(n=args.n, seed=args.seed,
+                                                          unknown_fraction=args.unknown_fraction),
                                             exclude_evidence=eval_evidence(QA), count_tokens=count)
         save_examples(data_file, examples)
         record["prepare"] = {"seconds": round(time.perf_counter() - t, 1), **stats}
@@ -123,8 +143,11 @@ def main() -> int:
     leaked = [it.id for it in qa if it.question in train_text]
     items = items_from_qa(kb, qa, count_tokens=count)
     t = time.perf_counter()
-    result = before_after(items, model_path, adapter, heldout=heldout[: cfg.max_val_examples],
-                          show_progress=sys.stderr.isatty())
+    if args.reuse_base:
+        result = adapter_only(items, model_path, adapter, heldout[: cfg.max_val_examples], args.reuse_base)
+    else:
+        result = before_after(items, model_path, adapter, heldout=heldout[: cfg.max_val_examples],
+                              show_progress=sys.stderr.isatty())
     record["eval"] = {"seconds": round(time.perf_counter() - t, 1), "questions": len(items),
                       "eval_questions_in_training_data": leaked,
                       "base": result["base"]["metrics"], "adapter": result["adapter"]["metrics"],

@@ -36,6 +36,7 @@ from .types import Hit, IngestReport
 
 if TYPE_CHECKING:
     from .embedding import Embedder
+    from .query_engine import Answer, ChatSession, StreamingAnswer
     from .retrieval import Retriever
     from .store.vector import DenseIndex
 
@@ -268,14 +269,32 @@ class KnowledgeBase:
             self._engine = engine_for(self)
         return self._engine
 
-    def ask(self, question: str, **params: Any) -> Any:
+    def ask(self, question: str, **params: Any) -> Answer:
+        """Answer from the knowledge base, with citations; the fixed "unknown" template (and no generator
+        call) when no passage is relevant enough. ``params``: k, groups, answer_mode, use_cache and any
+        generation setting (max_new_tokens, temperature, top_k, top_p, repetition_penalty, num_beams,
+        length_penalty, seed)."""
         return self.engine.ask(question, **params)
 
-    def ask_stream(self, question: str, **params: Any) -> Any:
+    def ask_stream(self, question: str, **params: Any) -> StreamingAnswer:
+        """Like :meth:`ask`, as an iterable of text pieces; ``.answer`` holds the Answer once exhausted."""
         return self.engine.ask_stream(question, **params)
 
-    def chat(self, **params: Any) -> Any:
+    def chat(self, **params: Any) -> ChatSession:
+        """A conversation with bounded history; follow-up questions are rewritten before retrieval."""
         return self.engine.chat(**params)
+
+    def as_llama_index_retriever(self, k: int = 5, groups: Sequence[str] | None = None) -> Any:
+        """A LlamaIndex ``BaseRetriever`` over this knowledge base (needs llama-index-core)."""
+        from .integrations.llama_index import as_llama_index_retriever
+
+        return as_llama_index_retriever(self, k=k, groups=groups)
+
+    def as_llama_index_query_engine(self, **kwargs: Any) -> Any:
+        """A LlamaIndex query engine answering with :meth:`ask` (see integrations.llama_index_engine)."""
+        from .integrations.llama_index_engine import as_llama_index_query_engine
+
+        return as_llama_index_query_engine(self, **kwargs)
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -253,8 +253,9 @@ class QueryEngine:
                 if version != self._cache_version:
                     self._cache.clear()
                     self._cache_version = version
-            prep.cache_key = (_normalise(query), k, tuple(sorted(groups or ())), mode,
-                              tuple(sorted(gen_kwargs.items())), version)
+            # None (trusted caller) and [] (public only) must never share a cache entry
+            acl = None if groups is None else tuple(sorted(groups))
+            prep.cache_key = (_normalise(query), k, acl, mode, tuple(sorted(gen_kwargs.items())), version)
             with self._lock:
                 hit = self._cache.get(prep.cache_key)
                 if hit is not None:

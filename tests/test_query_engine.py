@@ -232,6 +232,14 @@ def test_answer_cache_and_invalidation_on_kb_version():
     assert not a3.cached and len(search.calls) == 3
 
 
+def test_cache_never_serves_a_trusted_answer_to_a_public_caller():
+    engine, search, _, _ = make_engine()
+    engine.ask(LEAVE_Q, kb_version=1)  # groups=None: trusted local caller
+    public = engine.ask(LEAVE_Q, kb_version=1, groups=[])
+    assert not public.cached and search.calls[-1][2] == []
+    assert engine.ask(LEAVE_Q, kb_version=1, groups=[]).cached
+
+
 def test_cache_follows_version_fn_and_can_be_disabled():
     version = {"v": 1}
     search = Search()
