@@ -99,8 +99,9 @@ class RetrievalConfig:
     fusion: str = "weighted"
     rrf_k: int = 60
     dense_weight: float = 0.5
-    #: dense weight for queries written mostly in CJK (None: same as dense_weight)
-    dense_weight_cjk: float | None = None
+    #: dense weight for queries written mostly in CJK (None: same as dense_weight); 0.3 measured best
+    #: with MiniLM, which cannot read Chinese (zh recall@5 0.885 -> 0.923 on the dev QA set)
+    dense_weight_cjk: float | None = 0.3
     candidates: int = 50
     reranker_path: str | None = None
     rerank_top: int = 20

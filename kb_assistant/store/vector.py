@@ -75,6 +75,18 @@ class DenseIndex:
     def _changed(self) -> None:
         self.dirty = True
         self._gpu_index = None
+        self._id_array: np.ndarray | None = None
+
+    def _numpy_view(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Zero-copy (vectors, ids) of the flat index, for a BLAS scan of single queries."""
+        faiss = _faiss()
+        flat = faiss.downcast_index(self.index.index)
+        if not isinstance(flat, faiss.IndexFlat) or self.ntotal == 0:
+            return None
+        xb = faiss.rev_swig_ptr(flat.get_xb(), self.ntotal * self.dim).reshape(self.ntotal, self.dim)
+        if getattr(self, "_id_array", None) is None:
+            self._id_array = self.ids()
+        return xb, self._id_array
 
     def _search_index(self) -> Any:
         if not self.use_gpu:
@@ -91,6 +103,14 @@ class DenseIndex:
         k = max(1, min(k, self.ntotal)) if self.ntotal else 1
         if self.ntotal == 0:
             return np.full((len(q), 1), -np.inf, dtype=np.float32), np.full((len(q), 1), -1, np.int64)
+        view = None if self.use_gpu or len(q) > 1 else self._numpy_view()
+        if view is not None:
+            # one query: a numpy/BLAS scan beats this faiss build's generic (non-AVX2) kernel ~2x
+            xb, ids = view
+            scores = xb @ q[0]
+            top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+            top = top[np.argsort(-scores[top], kind="stable")]
+            return scores[top][None, :].astype(np.float32), ids[top][None, :]
         return self._search_index().search(q, k)
 
     def save(self) -> None:
