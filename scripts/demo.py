@@ -25,7 +25,7 @@ SEARCHES = [
 ]
 QUESTIONS = [
     ("en", "How many days of annual leave do employees get?"),
-    ("zh", "报销单需要在多长时间内提交？"),
+    ("zh", "打印服务器的地址是什么？"),
     ("en", "What is the company's policy on stock options for contractors?"),
 ]
 
