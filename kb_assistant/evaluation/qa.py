@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from kb_assistant.errors import ConfigError
+from kb_assistant.jsonl import load_jsonl_checked
 
 logger = logging.getLogger(__name__)
 
@@ -180,18 +181,6 @@ def parse_qa_lines(lines: list[str], name: str = "<qa>") -> tuple[list[QAItem], 
 
 def load_qa(path: str | Path) -> list[QAItem]:
     """Load and validate a QA .jsonl file; raises ConfigError ('<file>: line 12: missing 'question'')."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"QA file not found: {path}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    items, errors = parse_qa_lines(text.splitlines(), name=str(path))
-    if errors:
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(errors[0] + more)
-    if not items:
-        raise ConfigError(f"{path}: no QA items found")
+    items = load_jsonl_checked(path, parse_qa_lines, label="QA", noun="QA items")
     logger.info("loaded %d QA items from %s", len(items), path)
     return items

@@ -29,6 +29,7 @@ from ..config import _check_range
 from ..errors import ConfigError
 from ..evaluation.metrics import normalize_for_match
 from ..extractive import Evidence, select_evidence, split_sentences, support_score, terms, unsupported_details
+from ..jsonl import load_jsonl_checked
 from ..prompts import TokenCounter, build_messages, detect_lang, unknown_text
 from .templates import questions_for
 
@@ -134,20 +135,7 @@ def parse_lines(lines: Iterable[str], name: str = "<data>") -> tuple[list[TrainE
 
 def load_examples(path: str | os.PathLike[str]) -> list[TrainExample]:
     """Load and validate a training JSONL file; raises ConfigError naming the line and the problem."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"training data file not found: {path}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    examples, errors = parse_lines(text.splitlines(), name=str(path))
-    if errors:
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise ConfigError(errors[0] + more)
-    if not examples:
-        raise ConfigError(f"{path}: no training examples found")
-    return examples
+    return load_jsonl_checked(path, parse_lines, label="training data", noun="training examples")
 
 
 def save_examples(path: str | os.PathLike[str], examples: Sequence[TrainExample]) -> Path:

@@ -1,0 +1,35 @@
+"""Reading JSONL files whose lines are validated one by one (QA sets, training data)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+def load_jsonl_checked(path: str | os.PathLike[str], parse: Callable[..., tuple[list[T], list[str]]], *,
+                       label: str, noun: str) -> list[T]:
+    """Read ``path`` and parse its lines with ``parse(lines, name=...) -> (records, errors)``.
+
+    Raises ConfigError with the first error ('<file>: line 12: ...' and how many more), or when the
+    file is missing ("<label> file not found"), not UTF-8 or holds no records ("no <noun> found").
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{label} file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    records, errors = parse(text.splitlines(), name=str(path))
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(errors[0] + more)
+    if not records:
+        raise ConfigError(f"{path}: no {noun} found")
+    return records
