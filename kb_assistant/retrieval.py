@@ -16,6 +16,7 @@ fused rank (or the reranker), not by this score. Raw evidence stays in ``hit.met
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -196,8 +197,19 @@ class _Catalog:
         self.ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         self.doc_idx = np.fromiter((index.get(r[1], -1) for r in rows), dtype=np.int64, count=len(rows))
         self.lang = np.array([r[2] or "en" for r in rows], dtype=object)
+        self._allowed: dict[str, np.ndarray] = {}  # (groups, filters) -> ids, for this version
 
     def allowed(self, groups: Sequence[str] | None, filters: dict[str, Any] | None) -> np.ndarray:
+        key = json.dumps([sorted(groups) if groups is not None else None, filters], sort_keys=True,
+                         default=str)
+        hit = self._allowed.get(key)
+        if hit is None:
+            if len(self._allowed) >= 64:
+                self._allowed.clear()
+            hit = self._allowed[key] = self._compute_allowed(groups, filters)
+        return hit
+
+    def _compute_allowed(self, groups: Sequence[str] | None, filters: dict[str, Any] | None) -> np.ndarray:
         doc_ok = np.array([readable(d.groups, groups) and doc_matches(d, filters) for d in self.docs]
                           + [False], dtype=bool)  # index -1 (orphan chunk) -> False
         mask = doc_ok[self.doc_idx]
@@ -292,17 +304,7 @@ class Retriever:
         dense = self.kb.dense
         if dense.ntotal == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        if allowed is None:
-            scores, ids = dense.search(qvec[None, :], n)
-        else:
-            from .store.vector import _faiss
-
-            faiss = _faiss()
-            params = faiss.SearchParameters()
-            params.sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
-            k = max(1, min(n, len(allowed), dense.ntotal))
-            q = np.ascontiguousarray(qvec[None, :], np.float32)
-            scores, ids = dense.index.search(q, k, params=params)
+        scores, ids = dense.search(qvec[None, :], n, allowed=allowed)
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), scores[0][keep]
 

