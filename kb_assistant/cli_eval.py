@@ -42,6 +42,9 @@ def _setup_calibrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--qa", required=True, help="QA file with answerable and unanswerable questions")
     p.add_argument("--target-unknown-recall", type=float, default=0.9,
                    help="share of unanswerable questions the gate must refuse (default 0.9)")
+    p.add_argument("--max-false-unknown", type=float, default=0.1,
+                   help="largest share of answerable questions the gate may refuse, when a threshold "
+                        "meets both targets (default 0.1)")
     p.add_argument("--json", action="store_true")
 
 
@@ -50,7 +53,8 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     from .knowledge_base import CONFIG_FILE
 
     kb = _open(args)
-    threshold = calibrate(kb, args.qa, target_unknown_recall=args.target_unknown_recall)
+    threshold = calibrate(kb, args.qa, target_unknown_recall=args.target_unknown_recall,
+                          max_false_unknown=args.max_false_unknown)
     kb.config = kb.config.merged({"query": {"unknown_threshold": round(threshold, 4)}})
     kb.config.save(kb.path / CONFIG_FILE)
     out = {"unknown_threshold": threshold, "config": str(kb.path / CONFIG_FILE)}

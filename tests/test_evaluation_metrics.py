@@ -430,3 +430,19 @@ def test_debian_qa_evidence_against_corpus(capsys):
     pytest.importorskip("bs4")
     assert _check_qa_module().main([str(QA_FILE), "--corpus", str(CORPUS)]) == 0
     assert "all checks passed" in capsys.readouterr().out
+
+
+def test_best_threshold_false_unknown_cap():
+    # balanced accuracy ties (0.95) between refusing below 0.41 (unknown recall 1.0, one answerable of 10
+    # refused) and below 0.36 (unknown recall 0.9, none refused); the tie goes to refusing more, unless
+    # false unknowns are capped under 10 %
+    pos = [0.4, 0.45, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99]
+    neg = [0.1, 0.12, 0.15, 0.2, 0.22, 0.25, 0.28, 0.3, 0.32, 0.42]
+    t0, s0 = best_threshold(pos, neg, target_unknown_recall=0.9)
+    assert 0.42 < t0 < 0.45 and s0["answer_recall"] == pytest.approx(0.9) and s0["unknown_recall"] == 1.0
+    t, s = best_threshold(pos, neg, target_unknown_recall=0.9, max_false_unknown=0.05)
+    assert 0.32 < t < 0.4 and s["unknown_recall"] == pytest.approx(0.9) and s["answer_recall"] == 1.0
+    assert s["targets_met"]
+    # unreachable caps fall back to the unknown-recall target and say so
+    t2, s2 = best_threshold(pos, neg, target_unknown_recall=1.0, max_false_unknown=0.0)
+    assert t2 == t0 and not s2["targets_met"]

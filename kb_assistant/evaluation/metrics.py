@@ -143,6 +143,7 @@ def best_threshold(
     answerable_scores: Sequence[float],
     unanswerable_scores: Sequence[float],
     target_unknown_recall: float = 0.9,
+    max_false_unknown: float | None = None,
 ) -> tuple[float, dict[str, Any]]:
     """Pick the unknown-gate threshold from top-hit scores (higher score = more confident).
 
@@ -150,7 +151,10 @@ def best_threshold(
     consecutive distinct observed scores plus one just below / above all of them. Among candidates
     whose unknown recall (share of unanswerable questions refused) is >= ``target_unknown_recall``,
     the one with the highest balanced accuracy wins (ties: higher unknown recall, then lower
-    threshold). Pass ``target_unknown_recall=0`` for a pure balanced-accuracy optimum. ``stats``
+    threshold). With ``max_false_unknown`` (e.g. 0.1), candidates must also refuse at most that share
+    of answerable questions when any candidate meets both targets (otherwise the recall target alone
+    applies and ``stats["targets_met"]`` is False). Pass ``target_unknown_recall=0`` for a pure
+    balanced-accuracy optimum. ``stats``
     holds the chosen point's rates, the unconstrained optimum (``unconstrained``) and the counts.
     """
     pos = [float(s) for s in answerable_scores]
@@ -171,10 +175,14 @@ def best_threshold(
 
     unconstrained = max(points, key=key)
     feasible = [pt for pt in points if pt["unknown_recall"] >= target_unknown_recall - 1e-12]
-    chosen = max(feasible, key=key)  # never empty: the candidate above every score refuses all
+    both = feasible if max_false_unknown is None else [
+        pt for pt in feasible if 1.0 - pt["answer_recall"] <= max_false_unknown + 1e-12]
+    chosen = max(both or feasible, key=key)  # never empty: the candidate above every score refuses all
     stats: dict[str, Any] = {
         **chosen,
         "target_unknown_recall": target_unknown_recall,
+        "max_false_unknown": max_false_unknown,
+        "targets_met": bool(both),
         "n_answerable": len(pos),
         "n_unanswerable": len(neg),
         "unconstrained": unconstrained,
@@ -261,6 +269,7 @@ def evaluate_retrieval(
     ks: Iterable[int] = (1, 5, 10),
     match: str = "any",
     target_unknown_recall: float = 0.9,
+    max_false_unknown: float | None = 0.1,
     show_progress: bool = False,
 ) -> RetrievalReport:
     """Run ``search_fn(question)`` for every item and compute a :class:`RetrievalReport`.
@@ -299,7 +308,8 @@ def evaluate_retrieval(
                 top_source=top[0].source if top else None,
             )
         )
-    return build_report(results, k=k, ks=ks, match=match, target_unknown_recall=target_unknown_recall)
+    return build_report(results, k=k, ks=ks, match=match, target_unknown_recall=target_unknown_recall,
+                        max_false_unknown=max_false_unknown)
 
 
 def build_report(
@@ -308,6 +318,7 @@ def build_report(
     ks: Iterable[int] = (1, 5, 10),
     match: str = "any",
     target_unknown_recall: float = 0.9,
+    max_false_unknown: float | None = 0.1,
 ) -> RetrievalReport:
     """Aggregate per-question results into a report (split out so saved results can be re-scored)."""
     ks = tuple(sorted(set(ks)))
@@ -336,7 +347,8 @@ def build_report(
     }
     gate = None
     if pos and neg:
-        _, gate = best_threshold(pos, neg, target_unknown_recall=target_unknown_recall)
+        _, gate = best_threshold(pos, neg, target_unknown_recall=target_unknown_recall,
+                                 max_false_unknown=max_false_unknown)
     report = RetrievalReport(
         k=k,
         match=match,

@@ -32,12 +32,14 @@ logger = logging.getLogger(__name__)
 
 def evaluate_kb(kb: KnowledgeBase, qa_path: str | os.PathLike[str], k: int = 10,
                 groups: Sequence[str] | None = None, *, filters: dict[str, Any] | None = None,
-                show_progress: bool = False, target_unknown_recall: float = 0.9) -> RetrievalReport:
+                show_progress: bool = False, target_unknown_recall: float = 0.9,
+                max_false_unknown: float | None = 0.1) -> RetrievalReport:
     """Search every question of ``qa_path`` in ``kb`` and report recall@1/5/10, MRR, nDCG, latency."""
     items = load_qa(qa_path)
     kb.search("warm-up", k=1, groups=groups)  # load models / indexes outside the timed searches
     return evaluate_retrieval(lambda q: kb.search(q, k=k, groups=groups, filters=filters), items, k=k,
-                              show_progress=show_progress, target_unknown_recall=target_unknown_recall)
+                              show_progress=show_progress, target_unknown_recall=target_unknown_recall,
+                              max_false_unknown=max_false_unknown)
 
 
 def top_hit_features(kb: KnowledgeBase, items: Sequence[QAItem], k: int = 10) -> tuple[np.ndarray,
@@ -72,6 +74,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50
 
 
 def calibrate(kb: KnowledgeBase, qa_path: str | os.PathLike[str], *, target_unknown_recall: float = 0.9,
+              max_false_unknown: float | None = 0.1,
               k: int = 10) -> float:
     """Refit the ``Hit.score`` calibration on ``qa_path`` and return the unknown-gate threshold."""
     from ..retrieval import CALIBRATION_FILE, Calibration
@@ -86,7 +89,8 @@ def calibrate(kb: KnowledgeBase, qa_path: str | os.PathLike[str], *, target_unkn
     (kb.path / CALIBRATION_FILE).unlink(missing_ok=True)
     cal.save(kb.path, kb.embedder.name)
     kb.retriever.reload_calibration()
-    report = evaluate_kb(kb, qa_path, k=k, target_unknown_recall=target_unknown_recall)
+    report = evaluate_kb(kb, qa_path, k=k, target_unknown_recall=target_unknown_recall,
+                         max_false_unknown=max_false_unknown)
     threshold = float(report.gate["threshold"]) if report.gate else 0.5
     cal.save(kb.path, kb.embedder.name, {"threshold": threshold, "qa": str(qa_path), "n": int(len(y)),
                                          "gate": report.gate})
