@@ -75,6 +75,9 @@ class QueryConfig:
     #: languages the generator writes well enough (SmolLM2-135M cannot write Chinese: measured)
     generate_langs: list[str] = field(default_factory=lambda: ["en"])
     evidence_sentences: int = 3
+    #: evidence sentences an extractive answer quotes (2 measured best: the dev set's expected facts are
+    #: in the best sentence for 44 % of answerable questions, in the best two for 57 %)
+    extractive_sentences: int = 2
     max_new_tokens: int = 48
     max_sentences: int | None = 1
     #: ask_stream holds back this many words (or the first sentence) to check support before showing them
@@ -91,6 +94,7 @@ class QueryConfig:
         _check_range(self, "support_threshold", 0.0, 1.0)
         _check_choice(self, "answer_mode", ("auto", "generate", "extractive"))
         _check_range(self, "evidence_sentences", 1, 20)
+        _check_range(self, "extractive_sentences", 1, 20)
         _check_range(self, "max_new_tokens", 1, 4096)
         _check_range(self, "stream_check_terms", 1, 100)
         if not isinstance(self.unknown_text, dict):
@@ -302,13 +306,31 @@ class QueryEngine:
         return prep
 
     def _extractive(self, prep: _Prepared, support: float = 0.0) -> Answer:
-        best = prep.evidence[0]
-        n = prep.ev_number[0]
+        """The best ``extractive_sentences`` evidence sentences, each followed by its passage's [n]
+        (sentences of one passage keep their document order and share one marker)."""
+        picks: list[int] = []
+        seen: list[set[str]] = []
+        for i, ev in enumerate(prep.evidence):
+            if len(picks) >= self.config.extractive_sentences:
+                break
+            ev_terms = set(terms(ev.text))
+            if picks and any(ev_terms <= other for other in seen):
+                continue  # adds nothing to a sentence already picked
+            picks.append(i)
+            seen.append(ev_terms)
+        groups: dict[int, list[int]] = {}
+        for i in picks:  # passages in the order of their best sentence
+            groups.setdefault(prep.ev_number[i], []).append(i)
         sep = "" if prep.lang == "zh" else " "
-        text = f"{best.text.rstrip()}{sep}[{n}]"
-        return Answer(text, unknown=False, sources=prep.sources, citations={n: prep.sources[n - 1]},
-                      mode="extractive", lang=prep.lang, supported=True, question=prep.question,
-                      query=prep.query, support=support)
+        parts = []
+        for n, members in groups.items():
+            body = sep.join(prep.evidence[i].text.strip() for i in sorted(
+                members, key=lambda i: prep.evidence[i].position))
+            parts.append(f"{body}{sep}[{n}]")
+        return Answer(sep.join(parts), unknown=False, sources=prep.sources,
+                      citations={n: prep.sources[n - 1] for n in groups}, mode="extractive",
+                      lang=prep.lang, supported=True, question=prep.question, query=prep.query,
+                      support=support)
 
     def _check_and_cite(self, prep: _Prepared, text: str) -> Answer:
         ev_texts = [ev.text for ev in prep.evidence]
@@ -348,9 +370,35 @@ class QueryEngine:
         if prep.answer is not None:
             return self._finish(prep, prep.answer)
         t = time.perf_counter()
-        text = self.generator.generate(prep.messages, prep.gen_config)
+        cfg = prep.gen_config
+        assert cfg is not None
+        if cfg.num_beams > 1:
+            text = self.generator.generate(prep.messages, cfg)
+        else:  # stream internally so a drifting answer stops after its first words (as ask_stream does)
+            text, checked = "", None
+            stream = self.generator.stream(prep.messages, cfg)
+            try:
+                for piece in stream:
+                    text += piece
+                    checked = self._first_words_ok(prep, text) if checked is None else checked
+                    if checked is False:
+                        text = ""  # -> the extractive answer
+                        break
+            finally:
+                stream.close()
+            text = truncate_sentences(text, cfg.max_sentences)
         prep.timings["generate"] = prep.timings["first_token"] = _ms(t)
         return self._finish(prep, self._check_and_cite(prep, text))
+
+    def _first_words_ok(self, prep: _Prepared, text: str) -> bool | None:
+        """None until the first sentence or ``stream_check_terms`` content words are there; then whether
+        they are supported by the evidence (False: the generation drifted, stop it)."""
+        first = truncate_sentences(text, 1)
+        if first == text.strip() and len(terms(text)) < self.config.stream_check_terms:
+            return None
+        ev_texts = [ev.text for ev in prep.evidence]
+        return support_score(first, ev_texts) >= self.config.support_threshold and not unsupported_details(
+            first, ev_texts)
 
     def ask_stream(self, question: str, *, query: str | None = None, **params: Any) -> StreamingAnswer:
         """Like :meth:`ask` but returns an iterable of text pieces; ``.answer`` is set once exhausted."""
@@ -413,13 +461,11 @@ class StreamingAnswer:
                 acc += piece
                 allowed = truncate_sentences(acc, cfg.max_sentences)
                 if not checked:
-                    first = truncate_sentences(acc, 1)
-                    if first == acc.strip() and len(terms(acc)) < engine.config.stream_check_terms:
+                    ok = engine._first_words_ok(prep, acc)
+                    if ok is None:
                         continue  # first sentence not complete yet
                     checked = True
-                    ev_texts = [ev.text for ev in prep.evidence]
-                    support = support_score(first, ev_texts)
-                    if support < engine.config.support_threshold or unsupported_details(first, ev_texts):
+                    if not ok:
                         break
                 if len(allowed) > len(emitted):
                     if "first_token" not in prep.timings:

@@ -123,9 +123,23 @@ def test_drifting_generation_falls_back_to_the_evidence_sentence():
     engine, *_ = make_engine("There are 365 days in a year on planet Mars, mostly sunny.")
     answer = engine.ask(LEAVE_Q)
     assert answer.mode == "extractive" and answer.supported
-    assert answer.text == "The annual leave entitlement is 15 working days per year for full-time staff. [1]"
+    # the two best evidence sentences (one passage: document order, one marker)
+    assert answer.text == ("The annual leave entitlement is 15 working days per year for full-time staff. "
+                           "Part-time staff receive annual leave pro rata. [1]")
     assert answer.support < 0.5
     assert answer.citations[1].source == "hr/leave.pdf"
+    one, *_ = make_engine("There are 365 days in a year on planet Mars.", extractive_sentences=1)
+    assert one.ask(LEAVE_Q).text == ("The annual leave entitlement is 15 working days per year for "
+                                     "full-time staff. [1]")
+
+
+def test_extractive_answer_cites_each_passage_it_quotes():
+    engine, *_ = make_engine(answer_mode="extractive")
+    answer = engine.ask("How many days do staff have to submit expense reports, and how much annual leave?")
+    assert answer.text.count("[") == 2 and set(answer.citations) == {1, 2}
+    for n, hit in answer.citations.items():  # each quoted sentence sits right before its passage's marker
+        before = answer.text.split(f"[{n}]")[0].split("]")[-1]
+        assert before.strip().split(". ")[-1].rstrip(".") in hit.text
 
 
 @pytest.mark.parametrize(
@@ -152,7 +166,8 @@ def test_extractive_mode_never_builds_a_generator():
     engine, _, gen, factory_calls = make_engine(answer_mode="extractive")
     answer = engine.ask("When must expense reports be submitted?")
     assert answer.mode == "extractive" and factory_calls == []
-    assert answer.text == "Employees must submit expense reports within 30 days of the purchase. [1]"
+    assert answer.text == ("Employees must submit expense reports within 30 days of the purchase. "
+                           "Late reports need approval by a director. [1]")
     assert answer.citations[1].source == "finance/expenses.docx" and answer.citations[1].page is None
 
 
@@ -279,9 +294,9 @@ def test_generation_defaults_are_validated_and_used():
     seen = []
 
     class Recording(Scripted):
-        def generate(self, messages, config):
+        def stream(self, messages, config):
             seen.append(config)
-            return super().generate(messages, config)
+            return super().stream(messages, config)
 
     gen = Recording("Full-time staff get 15 working days of annual leave [1].")
     engine = QueryEngine(Search(), lambda: gen, QueryConfig(unknown_threshold=0.4),
@@ -387,3 +402,22 @@ def test_engine_for_a_real_knowledge_base(kb_factory, write, tmp_path):
     write(docs / "new.txt", "Parking permits are renewed every January.")
     kb.ingest([docs])  # bumps kb.version: the cached answer is dropped
     assert not kb.ask("How many days of annual leave do staff get?").cached
+
+
+def test_ask_stops_a_drifting_generation_after_its_first_words():
+    """ask() streams internally: an answer whose first words are not in the evidence is cut short
+    (no time spent on the rest) and replaced by the extractive answer."""
+    pulled = []
+
+    class Drifting(Scripted):
+        def stream(self, messages, config):
+            words = ("Bananas grow quickly in tropical islands near volcanoes " * 10).split()
+            for i, word in enumerate(words):
+                pulled.append(i)
+                yield word + " "
+
+    gen = Drifting("")
+    engine = QueryEngine(Search(), lambda: gen, QueryConfig(unknown_threshold=0.4))
+    answer = engine.ask(LEAVE_Q)
+    assert answer.mode == "extractive" and "15 working days" in answer.text
+    assert len(pulled) <= 6  # stopped once 4 content words were seen, not after 70
