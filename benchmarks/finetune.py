@@ -85,6 +85,8 @@ def main() -> int:
     ap.add_argument("--work", default=str(CACHE / "ft_run"))
     ap.add_argument("--n", type=int, default=400, help="training examples to prepare")
     ap.add_argument("--unknown-fraction", type=float, default=0.3)
+    ap.add_argument("--gold-first", type=float, default=0.0,
+                    help="share of answer examples with the gold passage first (gold_first_fraction)")
     ap.add_argument("--max-steps", type=int, default=120)
     ap.add_argument("--top-layers", type=int, default=10)
     ap.add_argument("--rank", type=int, default=16)
@@ -130,7 +132,8 @@ def main() -> int:
 
         t = time.perf_counter()
         examples, stats = generate_examples(kb, DataGenConfig(n=args.n, seed=args.seed,
-                                                          unknown_fraction=args.unknown_fraction),
+                                                          unknown_fraction=args.unknown_fraction,
+                                                          gold_first_fraction=args.gold_first),
                                             exclude_evidence=eval_evidence(QA), count_tokens=count)
         save_examples(data_file, examples)
         record["prepare"] = {"seconds": round(time.perf_counter() - t, 1), **stats}

@@ -57,7 +57,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     qc = _query_config(kb)
     cfg = DataGenConfig(n=args.n, seed=args.seed, unknown_fraction=args.unknown_fraction, k=qc.k,
                         evidence_sentences=qc.evidence_sentences, max_context_tokens=qc.max_context_tokens,
-                        llm_question_fraction=args.llm_questions)
+                        llm_question_fraction=args.llm_questions, gold_first_fraction=args.gold_first)
     model_path = _model_path(args, kb)
     question_fn = None
     if args.llm_questions > 0:
@@ -177,6 +177,9 @@ def setup(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=300, help="number of examples (default 300)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--unknown-fraction", type=float, default=0.3, help="share of 'unknown' examples")
+    p.add_argument("--gold-first", type=float, default=0.0,
+                   help="share of answer examples with the gold passage first, as retrieval ranks it "
+                        "(default 0: uniform position)")
     p.add_argument("--exclude-qa", metavar="FILE", help="QA .jsonl whose evidence chunks are kept out")
     p.add_argument("--llm-questions", type=float, default=0.0, metavar="FRACTION",
                    help="share of questions written by the generator (default 0: templates only)")

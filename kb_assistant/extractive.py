@@ -106,7 +106,7 @@ def select_evidence(
     *,
     max_sentences: int = 3,
     per_passage: int = 2,
-    rank_weight: float = 0.15,
+    rank_weight: float = 0.3,
     min_overlap: float = 0.0,
     focus: str | None = None,
     focus_weight: float = 3.0,

@@ -180,6 +180,17 @@ def test_exclude_evidence_keeps_eval_chunks_out(small_kb):
         assert "vpn.northwind.example" not in json.dumps(ex.messages)
 
 
+@pytest.mark.slow
+def test_gold_first_fraction_puts_the_gold_passage_first(small_kb):
+    examples, _ = generate_examples(small_kb, DataGenConfig(n=12, unknown_fraction=0.0, k=4, seed=2,
+                                                           gold_first_fraction=1.0))
+    answers = [e for e in examples if e.meta["kind"] == "answer"]
+    assert answers and all(e.meta["gold"] == 1 for e in answers)
+    assert any(e.meta["distractors"] >= 1 for e in answers)  # distractors still there, after the gold
+    with pytest.raises(ConfigError):
+        DataGenConfig(gold_first_fraction=1.5)
+
+
 # ------------------------------------------------------------------ metrics
 def test_rouge_l_and_bleu():
     assert rouge_l("the account is locked [1]", "the account is locked") == pytest.approx(1.0)

@@ -200,6 +200,9 @@ class DataGenConfig:
     max_answer_chars: int = 260
     #: fraction of questions written by the generator instead of templates (0: templates only)
     llm_question_fraction: float = 0.0
+    #: share of answer examples with the gold passage first, as retrieval usually ranks it (the rest:
+    #: uniform position); 0 = always uniform (pure RAFT)
+    gold_first_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         _check_range(self, "n", 1, 1_000_000)
@@ -209,6 +212,7 @@ class DataGenConfig:
         _check_range(self, "evidence_sentences", 1, 20)
         _check_range(self, "max_context_tokens", 32, 32_768)
         _check_range(self, "llm_question_fraction", 0.0, 1.0)
+        _check_range(self, "gold_first_fraction", 0.0, 1.0)
 
 
 def eval_evidence(qa_path: str | os.PathLike[str]) -> list[str]:
@@ -259,7 +263,7 @@ class _Builder:
     def answer_example(self, rng: random.Random, question: str, sentence: str, chunk: Any, lang: str,
                        distractors: list[Any], template: str) -> TrainExample | None:
         texts = [h.text for h in distractors]
-        gold_pos = rng.randint(0, len(texts))
+        gold_pos = 0 if rng.random() < self.cfg.gold_first_fraction else rng.randint(0, len(texts))
         texts.insert(gold_pos, chunk.text)
         messages, order, evidence, fitted = self.context(question, texts, lang)
         if gold_pos not in order:
