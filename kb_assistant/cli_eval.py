@@ -40,11 +40,14 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _setup_calibrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kb", required=True, help="knowledge base directory")
     p.add_argument("--qa", required=True, help="QA file with answerable and unanswerable questions")
-    p.add_argument("--target-unknown-recall", type=float, default=0.9,
-                   help="share of unanswerable questions the gate must refuse (default 0.9)")
-    p.add_argument("--max-false-unknown", type=float, default=0.1,
+    from .evaluation.metrics import MAX_FALSE_UNKNOWN, TARGET_UNKNOWN_RECALL
+
+    p.add_argument("--target-unknown-recall", type=float, default=TARGET_UNKNOWN_RECALL,
+                   help="share of unanswerable questions the gate must refuse "
+                        f"(default {TARGET_UNKNOWN_RECALL})")
+    p.add_argument("--max-false-unknown", type=float, default=MAX_FALSE_UNKNOWN,
                    help="largest share of answerable questions the gate may refuse, when a threshold "
-                        "meets both targets (default 0.1)")
+                        f"meets both targets (default {MAX_FALSE_UNKNOWN})")
     p.add_argument("--json", action="store_true")
 
 

@@ -35,7 +35,13 @@ def test_single_query_scan_is_exact(tmp_path, monkeypatch, half_min):
             assert np.allclose(got_s, want_s, atol=1e-5)
             assert len(set(got_i[0].tolist())) == k and not deleted & set(got_i[0].tolist())
             assert np.allclose([by_id[i] @ q for i in got_i[0].tolist()], got_s[0], atol=1e-5)
-            assert list(got_i[0][:5]) == list(want_i[0][:5]) or np.allclose(got_s[0][:5], want_s[0][:5])
+            # ranks whose score is clearly apart from its neighbours hold the very same id
+            w = want_s[0]
+            gaps = np.diff(w)
+            apart = np.ones(len(w), bool)
+            apart[:-1] &= np.abs(gaps) > 1e-5
+            apart[1:] &= np.abs(gaps) > 1e-5
+            assert (got_i[0][apart] == want_i[0][apart]).all()
     assert (idx._half is not None) == (half_min == 1000)
     idx.add(np.array([10**6], np.int64), base[150:151])  # a change drops the float16 copy
     assert idx._half is None

@@ -139,10 +139,16 @@ def _gate_stats(threshold: float, pos: Sequence[float], neg: Sequence[float]) ->
     }
 
 
+#: default gate targets of calibration and reports: refuse >= 90 % of unanswerable questions and, when
+#: some threshold allows it, <= 10 % of answerable ones
+TARGET_UNKNOWN_RECALL = 0.9
+MAX_FALSE_UNKNOWN = 0.1
+
+
 def best_threshold(
     answerable_scores: Sequence[float],
     unanswerable_scores: Sequence[float],
-    target_unknown_recall: float = 0.9,
+    target_unknown_recall: float = TARGET_UNKNOWN_RECALL,
     max_false_unknown: float | None = None,
 ) -> tuple[float, dict[str, Any]]:
     """Pick the unknown-gate threshold from top-hit scores (higher score = more confident).
@@ -268,8 +274,8 @@ def evaluate_retrieval(
     k: int = 10,
     ks: Iterable[int] = (1, 5, 10),
     match: str = "any",
-    target_unknown_recall: float = 0.9,
-    max_false_unknown: float | None = 0.1,
+    target_unknown_recall: float = TARGET_UNKNOWN_RECALL,
+    max_false_unknown: float | None = MAX_FALSE_UNKNOWN,
     show_progress: bool = False,
 ) -> RetrievalReport:
     """Run ``search_fn(question)`` for every item and compute a :class:`RetrievalReport`.
@@ -317,8 +323,8 @@ def build_report(
     k: int = 10,
     ks: Iterable[int] = (1, 5, 10),
     match: str = "any",
-    target_unknown_recall: float = 0.9,
-    max_false_unknown: float | None = 0.1,
+    target_unknown_recall: float = TARGET_UNKNOWN_RECALL,
+    max_false_unknown: float | None = MAX_FALSE_UNKNOWN,
 ) -> RetrievalReport:
     """Aggregate per-question results into a report (split out so saved results can be re-scored)."""
     ks = tuple(sorted(set(ks)))

@@ -21,7 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .metrics import RetrievalReport, evaluate_retrieval, hit_matches
+from .metrics import (
+    MAX_FALSE_UNKNOWN,
+    TARGET_UNKNOWN_RECALL,
+    RetrievalReport,
+    evaluate_retrieval,
+    hit_matches,
+)
 from .qa import QAItem, load_qa
 
 if TYPE_CHECKING:
@@ -32,8 +38,8 @@ logger = logging.getLogger(__name__)
 
 def evaluate_kb(kb: KnowledgeBase, qa_path: str | os.PathLike[str], k: int = 10,
                 groups: Sequence[str] | None = None, *, filters: dict[str, Any] | None = None,
-                show_progress: bool = False, target_unknown_recall: float = 0.9,
-                max_false_unknown: float | None = 0.1) -> RetrievalReport:
+                show_progress: bool = False, target_unknown_recall: float = TARGET_UNKNOWN_RECALL,
+                max_false_unknown: float | None = MAX_FALSE_UNKNOWN) -> RetrievalReport:
     """Search every question of ``qa_path`` in ``kb`` and report recall@1/5/10, MRR, nDCG, latency."""
     items = load_qa(qa_path)
     kb.search("warm-up", k=1, groups=groups)  # load models / indexes outside the timed searches
@@ -73,8 +79,9 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50
     return w
 
 
-def calibrate(kb: KnowledgeBase, qa_path: str | os.PathLike[str], *, target_unknown_recall: float = 0.9,
-              max_false_unknown: float | None = 0.1,
+def calibrate(kb: KnowledgeBase, qa_path: str | os.PathLike[str], *,
+              target_unknown_recall: float = TARGET_UNKNOWN_RECALL,
+              max_false_unknown: float | None = MAX_FALSE_UNKNOWN,
               k: int = 10) -> float:
     """Refit the ``Hit.score`` calibration on ``qa_path`` and return the unknown-gate threshold."""
     from ..retrieval import CALIBRATION_FILE, Calibration

@@ -49,7 +49,7 @@ class DenseIndex:
             index = self._empty()
         self.index = index
         self.use_gpu = gpu_available() if use_gpu is None else use_gpu
-        self._gpu_index: Any = None
+        self._drop_caches()
         self.dirty = False
 
     def _empty(self) -> Any:
@@ -78,10 +78,14 @@ class DenseIndex:
 
     def _changed(self) -> None:
         self.dirty = True
-        self._gpu_index = None
+        self._drop_caches()
+
+    def _drop_caches(self) -> None:
+        """Forget everything derived from the vectors (GPU copy, id array, float16 copy, ACL mask)."""
+        self._gpu_index: Any = None
         self._id_array: np.ndarray | None = None
         self._half: Any = None
-        self._mask_cache: Any = None
+        self._mask_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def _numpy_view(self) -> tuple[np.ndarray, np.ndarray] | None:
         """Zero-copy (vectors, ids) of the flat index, for a BLAS scan of single queries."""
@@ -90,7 +94,7 @@ class DenseIndex:
         if not isinstance(flat, faiss.IndexFlat) or self.ntotal == 0:
             return None
         xb = faiss.rev_swig_ptr(flat.get_xb(), self.ntotal * self.dim).reshape(self.ntotal, self.dim)
-        if getattr(self, "_id_array", None) is None:
+        if self._id_array is None:
             self._id_array = self.ids()
         return xb, self._id_array
 
@@ -129,16 +133,13 @@ class DenseIndex:
         pool = self._half_prescan(xb, q[0], k, mask)
         if pool is None:
             scores = xb @ q[0]
-            if mask is not None:
-                scores[~mask] = -np.inf
-            top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-        else:
-            # exact float32 scores for the float16 scan's candidates, then the exact top k of them
+            pool = np.arange(len(xb))
+        else:  # exact float32 scores for the float16 scan's candidates only
             scores = np.full(len(xb), -np.inf, dtype=np.float32)
             scores[pool] = xb[pool] @ q[0]
-            if mask is not None:
-                scores[~mask] = -np.inf
-            top = pool[np.argpartition(-scores[pool], k - 1)[:k]]
+        if mask is not None:
+            scores[~mask] = -np.inf
+        top = pool[np.argpartition(-scores[pool], k - 1)[:k]] if k < len(pool) else pool
         top = top[np.argsort(-scores[top], kind="stable")]
         out_ids = np.where(np.isfinite(scores[top]), ids[top], -1)
         return scores[top][None, :].astype(np.float32), out_ids[None, :]
@@ -146,7 +147,7 @@ class DenseIndex:
     def _allowed_mask(self, allowed: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Boolean row mask of ``allowed`` ids; cached for the last array (the retriever re-uses the
         same array object for the same groups and filters until the docstore changes)."""
-        cached = getattr(self, "_mask_cache", None)
+        cached = self._mask_cache
         if cached is not None and cached[0] is allowed and cached[1] is ids:
             return cached[2]
         mask = np.isin(ids, allowed)
@@ -165,7 +166,7 @@ class DenseIndex:
             import torch
         except ImportError:  # pragma: no cover - torch is a dependency
             return None
-        half = getattr(self, "_half", None)
+        half = self._half
         if half is None or half.shape[0] != len(xb):
             half = self._half = torch.from_numpy(xb).to(torch.float16)
         scores = torch.mv(half, torch.from_numpy(q).to(torch.float16))
