@@ -57,7 +57,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     qc = _query_config(kb)
     cfg = DataGenConfig(n=args.n, seed=args.seed, unknown_fraction=args.unknown_fraction, k=qc.k,
                         evidence_sentences=qc.evidence_sentences, max_context_tokens=qc.max_context_tokens,
-                        llm_question_fraction=args.llm_questions, gold_first_fraction=args.gold_first)
+                        llm_question_fraction=args.llm_questions, gold_first_fraction=args.gold_first,
+                        answer_span=args.answer_span, unrelated_unknown_fraction=args.unrelated_unknown)
     model_path = _model_path(args, kb)
     question_fn = None
     if args.llm_questions > 0:
@@ -176,10 +177,16 @@ def setup(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output .jsonl (inspect and edit it before training)")
     p.add_argument("--n", type=int, default=300, help="number of examples (default 300)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--unknown-fraction", type=float, default=0.3, help="share of 'unknown' examples")
-    p.add_argument("--gold-first", type=float, default=0.0,
+    p.add_argument("--unknown-fraction", type=float, default=0.12, help="share of 'unknown' examples")
+    p.add_argument("--gold-first", type=float, default=0.8,
                    help="share of answer examples with the gold passage first, as retrieval ranks it "
-                        "(default 0: uniform position)")
+                        "(0: uniform position)")
+    p.add_argument("--unrelated-unknown", type=float, default=1.0, metavar="FRACTION",
+                   help="share of 'unknown' examples shown another question's passages (the subject is "
+                        "absent); the rest are hard negatives (own retrieval, gold removed)")
+    p.add_argument("--answer-span", choices=("sentence", "passage"), default="passage",
+                   help="answer targets quote the question's sentence, or that sentence then the rest of the "
+                        "gold passage")
     p.add_argument("--exclude-qa", metavar="FILE", help="QA .jsonl whose evidence chunks are kept out")
     p.add_argument("--llm-questions", type=float, default=0.0, metavar="FRACTION",
                    help="share of questions written by the generator (default 0: templates only)")

@@ -100,6 +100,15 @@ def test_templates_make_questions():
     step = "To reset a password, open the self-service portal."
     qs = dict((t, q) for q, t in questions_for(step, "", "en"))
     assert qs["step"] == "How do I reset a password?"
+    qs = dict((t, q) for q, t in questions_for(
+        "Rules are usually found in /lib/udev/rules.d/ and /etc/udev/rules.d/.", "", "en"))
+    assert qs["cloze"] == "Rules are usually found in which directories?"
+    qs = dict((t, q) for q, t in questions_for(
+        "dpkg keeps a log of all of its actions in /var/log/dpkg.log.", "", "en"))
+    assert qs["cloze"] == "Dpkg keeps a log of all of its actions in which file?"
+    qs = dict((t, q) for q, t in questions_for(
+        "Only --force-overwrite is likely to be used regularly.", "", "en"))
+    assert qs["cloze"] == "Only which option is likely to be used regularly?"
     qs = dict((t, q) for q, t in questions_for("全职员工每年享有15天带薪年假。", "", "zh"))
     assert qs["number"] == "全职员工每年享有多少天带薪年假？"
 
@@ -157,7 +166,8 @@ def test_generated_examples_are_supported_with_distractors_and_unknowns(small_kb
     for ex in answers:
         m = re.fullmatch(r"(.+) \[(\d+)\]", ex.response)
         assert m, ex.response
-        sentence, n = m.group(1), int(m.group(2))
+        sentence, n = ex.meta["sentence"], int(m.group(2))
+        assert m.group(1).startswith(sentence)      # the answer sentence first (then the rest of its passage)
         passages = _passages(ex)
         assert sentence in passages[n - 1]          # the cited passage holds the answer sentence
         assert sentence in DOCS[ex.meta["source"].rsplit("/", 1)[-1]]  # ...which comes from the gold chunk
@@ -189,6 +199,45 @@ def test_gold_first_fraction_puts_the_gold_passage_first(small_kb):
     assert any(e.meta["distractors"] >= 1 for e in answers)  # distractors still there, after the gold
     with pytest.raises(ConfigError):
         DataGenConfig(gold_first_fraction=1.5)
+
+
+@pytest.mark.slow
+def test_unrelated_unknown_examples_hold_no_passage_of_the_question_chunk(small_kb):
+    cfg = DataGenConfig(n=20, unknown_fraction=0.5, k=4, seed=4, unrelated_unknown_fraction=1.0)
+    examples, stats = generate_examples(small_kb, cfg)
+    unknowns = [e for e in examples if e.meta["kind"] == "unknown"]
+    unrelated = [e for e in unknowns if e.meta["context"] == "unrelated"]
+    assert unrelated and stats["unknown context unrelated"] == len(unrelated)
+    for ex in unrelated:
+        gold = DOCS[ex.meta["source"].rsplit("/", 1)[-1]]
+        assert ex.response == UNKNOWN_TEXT["en"]
+        assert all(p not in gold for p in _passages(ex))
+    hard, _ = generate_examples(small_kb, DataGenConfig(n=20, unknown_fraction=0.5, k=4, seed=4,
+                                                        unrelated_unknown_fraction=0.0))
+    assert {e.meta["context"] for e in hard if e.meta["kind"] == "unknown"} == {"retrieved"}
+    with pytest.raises(ConfigError):
+        DataGenConfig(unrelated_unknown_fraction=-0.1)
+
+
+@pytest.mark.slow
+def test_answer_span_passage_quotes_the_cited_passage_answer_first(small_kb):
+    cfg = DataGenConfig(n=12, unknown_fraction=0.0, k=4, seed=3)  # answer_span="passage" is the default
+    examples, _ = generate_examples(small_kb, cfg)
+    assert examples
+    for ex in examples:
+        m = re.fullmatch(r"(.+) \[(\d+)\]", ex.response)
+        assert m, ex.response
+        passage = " ".join(_passages(ex)[int(m.group(2)) - 1].split())
+        sentence = ex.meta["sentence"]
+        assert m.group(1).startswith(sentence)              # the question's sentence first...
+        rest = m.group(1)[len(sentence):].strip()
+        assert sorted((sentence + " " + rest).split()) == sorted(passage.split())  # ...then the rest of it
+    single, _ = generate_examples(small_kb, DataGenConfig(n=12, unknown_fraction=0.0, k=4, seed=3,
+                                                          answer_span="sentence"))
+    assert single
+    assert all(re.fullmatch(re.escape(e.meta["sentence"]) + r" \[\d+\]", e.response) for e in single)
+    with pytest.raises(ConfigError, match="answer_span"):
+        DataGenConfig(answer_span="chunk")
 
 
 # ------------------------------------------------------------------ metrics

@@ -36,6 +36,7 @@ from .templates import questions_for
 logger = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant")
+ANSWER_SPANS = ("sentence", "passage")
 
 
 @dataclass
@@ -190,7 +191,7 @@ class DataGenConfig:
     """Settings of :func:`generate_examples` (``n`` examples, ``unknown_fraction`` of them "unknown")."""
 
     n: int = 300
-    unknown_fraction: float = 0.3
+    unknown_fraction: float = 0.12
     k: int = 5
     seed: int = 0
     per_chunk: int = 2
@@ -202,9 +203,19 @@ class DataGenConfig:
     llm_question_fraction: float = 0.0
     #: share of answer examples with the gold passage first, as retrieval usually ranks it (the rest:
     #: uniform position); 0 = always uniform (pure RAFT)
-    gold_first_fraction: float = 0.0
+    gold_first_fraction: float = 0.8
+    #: what the answer target quotes: "sentence" (the sentence the question was made from) or "passage"
+    #: (that sentence first, then the other sentences of the gold passage as the prompt shows them)
+    answer_span: str = "passage"
+    #: share of unknown examples whose passages were retrieved for another chunk's question (the question's
+    #: subject is absent, like an out-of-scope question); the rest are hard negatives: the question's own
+    #: retrieval with the gold chunk removed
+    unrelated_unknown_fraction: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.answer_span not in ANSWER_SPANS:
+            raise ConfigError(f"DataGenConfig.answer_span must be one of {', '.join(ANSWER_SPANS)} "
+                              f"(got {self.answer_span!r})")
         _check_range(self, "n", 1, 1_000_000)
         _check_range(self, "unknown_fraction", 0.0, 0.9)
         _check_range(self, "k", 2, 50)
@@ -213,6 +224,7 @@ class DataGenConfig:
         _check_range(self, "max_context_tokens", 32, 32_768)
         _check_range(self, "llm_question_fraction", 0.0, 1.0)
         _check_range(self, "gold_first_fraction", 0.0, 1.0)
+        _check_range(self, "unrelated_unknown_fraction", 0.0, 1.0)
 
 
 def eval_evidence(qa_path: str | os.PathLike[str]) -> list[str]:
@@ -248,6 +260,7 @@ class _Builder:
     def __init__(self, kb: Any, cfg: DataGenConfig, excluded: set[str], count_tokens: TokenCounter | None):
         self.kb, self.cfg, self.excluded, self.count_tokens = kb, cfg, excluded, count_tokens
         self.stats: Counter[str] = Counter()
+        self.previous: tuple[str, list[Any]] | None = None  # (chunk id, distractors) of an earlier question
 
     def distractors(self, question: str, gold_id: str, answer: str) -> list[Any]:
         hits = self.kb.search(question, k=self.cfg.k + 3)
@@ -277,14 +290,25 @@ class _Builder:
         if support_score(sentence, [chunk.text]) < 0.99 or unsupported_details(sentence, ev_texts, question):
             self.stats["filtered: answer not supported by the chunk"] += 1
             return None
-        target = f"{_norm(sentence).rstrip()} [{number}]"
-        meta = {"kind": "answer", "template": template, "question": question, "lang": lang,
-                "chunk_id": chunk.chunk_id, "source": chunk.path, "gold": number, "passages": len(order),
-                "distractors": len(order) - 1}
+        answer = _norm(sentence)
+        if self.cfg.answer_span == "passage":
+            rest = _norm(_norm(fitted[number - 1]).replace(answer, " "))
+            answer = f"{answer} {rest}" if rest else answer
+        target = f"{answer.rstrip()} [{number}]"
+        meta = {"kind": "answer", "template": template, "question": question, "sentence": _norm(sentence),
+                "lang": lang, "chunk_id": chunk.chunk_id, "source": chunk.path, "gold": number,
+                "passages": len(order), "distractors": len(order) - 1}
         return TrainExample(messages + [{"role": "assistant", "content": target}], meta)
 
-    def unknown_example(self, question: str, chunk: Any, lang: str, distractors: list[Any],
-                        template: str) -> TrainExample | None:
+    def unknown_example(self, rng: random.Random, question: str, sentence: str, chunk: Any, lang: str,
+                        distractors: list[Any], template: str) -> TrainExample | None:
+        context = "retrieved"
+        if self.cfg.unrelated_unknown_fraction > 0 and self.previous is not None \
+                and rng.random() < self.cfg.unrelated_unknown_fraction:
+            other = [h for h in self.previous[1]
+                     if h.chunk_id != chunk.chunk_id and support_score(sentence, [h.text]) < 0.6]
+            if other:
+                distractors, context = other, "unrelated"
         if not distractors:
             self.stats["filtered: no distractor for unknown"] += 1
             return None
@@ -293,7 +317,7 @@ class _Builder:
             return None
         meta = {"kind": "unknown", "template": template, "question": question, "lang": lang,
                 "chunk_id": chunk.chunk_id, "source": chunk.path, "passages": len(order),
-                "distractors": len(order)}
+                "distractors": len(order), "context": context}
         return TrainExample(messages + [{"role": "assistant", "content": unknown_text(lang)}], meta)
 
     def candidates(self, rng: random.Random, chunk: Any, question_fn: Callable[[str, str], str | None] | None,
@@ -364,6 +388,7 @@ def generate_examples(kb: Any, config: DataGenConfig | None = None, *, exclude_e
         rows = kb.docstore.get_chunks(pool[start:start + 64])
         for row_id in pool[start:start + 64]:
             chunk = rows[row_id]
+            last: list[Any] = []
             for question, sentence, template in builder.candidates(rng, chunk, question_fn):
                 if len(answers) >= n_answer and len(unknowns) >= n_unknown:
                     break
@@ -375,10 +400,13 @@ def generate_examples(kb: Any, config: DataGenConfig | None = None, *, exclude_e
                         answers.append(ex)
                         bar.update(1)
                 if len(unknowns) < n_unknown:
-                    ex = builder.unknown_example(question, chunk, lang, distractors, template)
+                    ex = builder.unknown_example(rng, question, sentence, chunk, lang, distractors, template)
                     if ex is not None:
                         unknowns.append(ex)
                         bar.update(1)
+                last = distractors or last
+            if last:  # unrelated contexts for later chunks' unknown examples
+                builder.previous = (chunk.chunk_id, last)
     bar.close()
     examples = answers + unknowns
     rng.shuffle(examples)
@@ -386,6 +414,9 @@ def generate_examples(kb: Any, config: DataGenConfig | None = None, *, exclude_e
     stats.update({"answer examples": len(answers), "unknown examples": len(unknowns)})
     for ex in answers:
         key = f"template {ex.meta['template']}"
+        stats[key] = stats.get(key, 0) + 1
+    for ex in unknowns:
+        key = f"unknown context {ex.meta['context']}"
         stats[key] = stats.get(key, 0) + 1
     if len(examples) < cfg.n:
         logger.warning("only %d of %d requested examples could be built from %d chunks", len(examples), cfg.n,

@@ -8,6 +8,7 @@ than the question asks (checked later by the data builder).
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Callable
 
 from ..extractive import terms
@@ -25,6 +26,20 @@ _IMPERATIVE_EN = ("run", "use", "edit", "open", "type", "install", "set", "add",
                   "select", "click", "call", "execute", "configure", "enable", "disable", "remove")
 _CMD_EN_RE = re.compile(r"^(?:The )?([\w.-]+(?: [\w.-]+)?) (command|program|tool|utility|option|file|package|"
                         r"daemon|service) (\w+s) (.{8,})$")
+# answer spans a "which ...?" question can ask for: a path, a command-line option, an ALL-CAPS name
+_PATH_RE = re.compile(r"(?<![\w/.~-])((?:~|/)[\w.+-]*(?:/[\w.+-]*)+|/[a-z][\w.+-]+)(?=[\s,;:)]|\.?$)")
+_OPTION_RE = re.compile(r"(?<![\w-])(--?[a-zA-Z][\w-]*(?:=\S+)?)(?=[\s,;:)]|\.?$)")
+_NAME_RE = re.compile(r"(?<![\w-])([A-Z][A-Z0-9_]{2,}(?: \d+)?)(?![\w-])")
+_NAME_SKIP = frozenset({"NOTE", "TIP", "CAUTION", "WARNING", "BACK", "TO", "BASICS", "GOING", "FURTHER",
+                        "CULTURE", "SECURITY", "QUICK", "LOOK", "IN", "PRACTICE", "ALTERNATIVE", "DEBIAN",
+                        "POLICY", "COMMUNITY", "SPECIFIC", "TOOL", "THE", "AND", "OR", "NOT"})
+_CODE_RE = re.compile(r"^[$#]|[{}<>|=\\]|\s[$#]\s")
+_KEYWORD_FRAMES_EN = (
+    "What does the documentation say about {terms}{where}?",
+    "What should I know about {terms}{where}?",
+    "What is said about {terms}{where}?",
+    "Can you explain {terms}{where}?",
+)
 _NUM_ZH_RE = re.compile(r"(\d+(?:\.\d+)?)\s*"
                         r"(个工作日|天|小时|分钟|秒|周|个月|月|年|次|位|个字符|人|元|GB|MB|%)")
 _DEF_ZH_RE = re.compile(r"^([\u4e00-\u9fffA-Za-z0-9 ._-]{2,16})(?:是|指)([\u4e00-\u9fffA-Za-z0-9].{6,})$")
@@ -85,15 +100,54 @@ def en_command(sentence: str, heading: str) -> tuple[str, str] | None:
     return f"What does the {m.group(1)} {m.group(2)} do?", "command"
 
 
+def en_cloze(sentence: str, heading: str) -> tuple[str, str] | None:
+    """The clause holding an answer span (a path, an option, an ALL-CAPS name) with the span asked for:
+    "Rules are found in /etc/udev/rules.d/." -> "Rules are found in which directory?"; command lines and
+    code are skipped."""
+    body = _strip_end(sentence)
+    if _CODE_RE.search(body):
+        return None
+    for regex, kind in ((_PATH_RE, "path"), (_OPTION_RE, "option"), (_NAME_RE, "name")):
+        for m in regex.finditer(body):
+            span, start, end = m.group(1), m.start(1), m.end(1)
+            if kind == "name" and span.split()[0] in _NAME_SKIP:
+                continue
+            more = re.compile(r"(?:,| and| or|, and|, or) " + regex.pattern).match(body, end)
+            while more:  # "X and Y" / "X, Y or Z": ask for all of them
+                end = more.end(1)
+                more = re.compile(r"(?:,| and| or|, and|, or) " + regex.pattern).match(body, end)
+            plural = end != m.end(1)
+            if kind == "path":
+                what = ("which directories" if plural else "which directory") if span.endswith("/") else (
+                    "which files" if plural else "which file")
+            else:
+                what = "which " + ("option" if kind == "option" else "name") + ("s" if plural else "")
+            rest = body[end:]
+            if rest.startswith((" option", " file", " directory", " command")):
+                what = "which"
+            # keep the clause around the span (split at ; : and ", "), unless that leaves too little
+            left = re.split(r"[;:]\s|,\s", body[:start])[-1]
+            right = re.split(r"[;:]\s|,\s", rest)[0]
+            q = (left + what + right).strip(" ,;:")
+            if len(terms(q)) < 3:
+                q = (body[:start] + what + rest).strip(" ,;:")
+            if len(q) > 160 or len(terms(q)) < 3:
+                return None
+            return q[0].upper() + q[1:] + "?", "cloze"
+    return None
+
+
 def en_keywords(sentence: str, heading: str) -> tuple[str, str] | None:
-    """Fallback: "What does the documentation say about <2-3 rare terms>?" """
+    """Fallback: "What does the documentation say about <2-3 rare terms>?" (a few phrasings, picked by a
+    hash of the sentence so the same sentence always gets the same question)."""
     words = [t for t in dict.fromkeys(terms(sentence)) if len(t) > 3 and not t.isdigit()]
     if len(words) < 3:
         return None
     key = sorted(words, key=lambda w: (-len(w), w))[:3]
     key = [w for w in words if w in key]  # keep sentence order
     where = f" in the section on {_strip_end(heading)}" if heading and len(heading) < 60 else ""
-    return f"What does the documentation say about {' '.join(key)}{where}?", "keywords"
+    frame = _KEYWORD_FRAMES_EN[zlib.crc32(sentence.encode("utf-8")) % len(_KEYWORD_FRAMES_EN)]
+    return frame.format(terms=" ".join(key), where=where), "keywords"
 
 
 def zh_number(sentence: str, heading: str) -> tuple[str, str] | None:
@@ -131,7 +185,7 @@ def zh_keywords(sentence: str, heading: str) -> tuple[str, str] | None:
 
 
 TEMPLATES: dict[str, list[Template]] = {
-    "en": [en_number, en_definition, en_step, en_command, en_keywords],
+    "en": [en_number, en_definition, en_step, en_command, en_cloze, en_keywords],
     "zh": [zh_number, zh_definition, zh_step, zh_keywords],
 }
 
