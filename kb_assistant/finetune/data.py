@@ -6,9 +6,11 @@ query engine builds its prompt (:func:`engine_context`): retrieved chunks -> evi
 numbered passages via :func:`kb_assistant.prompts.build_messages`, so training and serving prompts match.
 
 For a sampled chunk and a template question whose answer is one of its sentences, the context is the
-chunk plus retrieved distractor chunks (gold at a random position) and the target is that sentence with
-its ``[n]`` citation; the same question over distractors only is an "unknown" example whose target is
-the unknown template in the question's language.
+chunk plus retrieved distractor chunks (gold first, as retrieval usually ranks it, or at a random
+position) and the target is that sentence, then the rest of the gold passage, with its ``[n]``
+citation; the same question over passages retrieved for another question (or, as hard negatives, its
+own retrieval without the gold chunk) is an "unknown" example whose target is the unknown template in
+the question's language.
 """
 
 from __future__ import annotations
