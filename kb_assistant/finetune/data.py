@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import _check_range
+from ..config import _check_choice, _check_range
 from ..errors import ConfigError
 from ..evaluation.metrics import normalize_for_match
 from ..extractive import Evidence, select_evidence, split_sentences, support_score, terms, unsupported_details
@@ -38,7 +38,6 @@ from .templates import questions_for
 logger = logging.getLogger(__name__)
 
 ROLES = ("system", "user", "assistant")
-ANSWER_SPANS = ("sentence", "passage")
 
 
 @dataclass
@@ -215,9 +214,7 @@ class DataGenConfig:
     unrelated_unknown_fraction: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.answer_span not in ANSWER_SPANS:
-            raise ConfigError(f"DataGenConfig.answer_span must be one of {', '.join(ANSWER_SPANS)} "
-                              f"(got {self.answer_span!r})")
+        _check_choice(self, "answer_span", ("sentence", "passage"))
         _check_range(self, "n", 1, 1_000_000)
         _check_range(self, "unknown_fraction", 0.0, 0.9)
         _check_range(self, "k", 2, 50)
@@ -262,7 +259,7 @@ class _Builder:
     def __init__(self, kb: Any, cfg: DataGenConfig, excluded: set[str], count_tokens: TokenCounter | None):
         self.kb, self.cfg, self.excluded, self.count_tokens = kb, cfg, excluded, count_tokens
         self.stats: Counter[str] = Counter()
-        self.previous: tuple[str, list[Any]] | None = None  # (chunk id, distractors) of an earlier question
+        self.unrelated: list[Any] = []  # distractors retrieved for an earlier chunk's question
 
     def distractors(self, question: str, gold_id: str, answer: str) -> list[Any]:
         hits = self.kb.search(question, k=self.cfg.k + 3)
@@ -292,12 +289,13 @@ class _Builder:
         if support_score(sentence, [chunk.text]) < 0.99 or unsupported_details(sentence, ev_texts, question):
             self.stats["filtered: answer not supported by the chunk"] += 1
             return None
-        answer = _norm(sentence)
+        sentence = _norm(sentence)
+        answer = sentence
         if self.cfg.answer_span == "passage":
-            rest = _norm(_norm(fitted[number - 1]).replace(answer, " "))
-            answer = f"{answer} {rest}" if rest else answer
+            rest = _norm(_norm(fitted[number - 1]).replace(sentence, " "))
+            answer = f"{sentence} {rest}" if rest else sentence
         target = f"{answer.rstrip()} [{number}]"
-        meta = {"kind": "answer", "template": template, "question": question, "sentence": _norm(sentence),
+        meta = {"kind": "answer", "template": template, "question": question, "sentence": sentence,
                 "lang": lang, "chunk_id": chunk.chunk_id, "source": chunk.path, "gold": number,
                 "passages": len(order), "distractors": len(order) - 1}
         return TrainExample(messages + [{"role": "assistant", "content": target}], meta)
@@ -305,9 +303,9 @@ class _Builder:
     def unknown_example(self, rng: random.Random, question: str, sentence: str, chunk: Any, lang: str,
                         distractors: list[Any], template: str) -> TrainExample | None:
         context = "retrieved"
-        if self.cfg.unrelated_unknown_fraction > 0 and self.previous is not None \
+        if self.cfg.unrelated_unknown_fraction > 0 and self.unrelated \
                 and rng.random() < self.cfg.unrelated_unknown_fraction:
-            other = [h for h in self.previous[1]
+            other = [h for h in self.unrelated
                      if h.chunk_id != chunk.chunk_id and support_score(sentence, [h.text]) < 0.6]
             if other:
                 distractors, context = other, "unrelated"
@@ -408,18 +406,14 @@ def generate_examples(kb: Any, config: DataGenConfig | None = None, *, exclude_e
                         bar.update(1)
                 last = distractors or last
             if last:  # unrelated contexts for later chunks' unknown examples
-                builder.previous = (chunk.chunk_id, last)
+                builder.unrelated = last
     bar.close()
     examples = answers + unknowns
     rng.shuffle(examples)
     stats = dict(builder.stats)
     stats.update({"answer examples": len(answers), "unknown examples": len(unknowns)})
-    for ex in answers:
-        key = f"template {ex.meta['template']}"
-        stats[key] = stats.get(key, 0) + 1
-    for ex in unknowns:
-        key = f"unknown context {ex.meta['context']}"
-        stats[key] = stats.get(key, 0) + 1
+    stats.update(Counter(f"template {ex.meta['template']}" for ex in answers))
+    stats.update(Counter(f"unknown context {ex.meta['context']}" for ex in unknowns))
     if len(examples) < cfg.n:
         logger.warning("only %d of %d requested examples could be built from %d chunks", len(examples), cfg.n,
                        len(pool))

@@ -33,6 +33,9 @@ _NAME_RE = re.compile(r"(?<![\w-])([A-Z][A-Z0-9_]{2,}(?: \d+)?)(?![\w-])")
 _NAME_SKIP = frozenset({"NOTE", "TIP", "CAUTION", "WARNING", "BACK", "TO", "BASICS", "GOING", "FURTHER",
                         "CULTURE", "SECURITY", "QUICK", "LOOK", "IN", "PRACTICE", "ALTERNATIVE", "DEBIAN",
                         "POLICY", "COMMUNITY", "SPECIFIC", "TOOL", "THE", "AND", "OR", "NOT"})
+# "X and Y" / "X, Y or Z" after a first span of the same kind
+_SPAN_KINDS = tuple((regex, kind, re.compile(r"(?:,| and| or|, and|, or) " + regex.pattern))
+                    for regex, kind in ((_PATH_RE, "path"), (_OPTION_RE, "option"), (_NAME_RE, "name")))
 _CODE_RE = re.compile(r"^[$#]|[{}<>|=\\]|\s[$#]\s")
 _KEYWORD_FRAMES_EN = (
     "What does the documentation say about {terms}{where}?",
@@ -107,15 +110,13 @@ def en_cloze(sentence: str, heading: str) -> tuple[str, str] | None:
     body = _strip_end(sentence)
     if _CODE_RE.search(body):
         return None
-    for regex, kind in ((_PATH_RE, "path"), (_OPTION_RE, "option"), (_NAME_RE, "name")):
+    for regex, kind, joined in _SPAN_KINDS:
         for m in regex.finditer(body):
             span, start, end = m.group(1), m.start(1), m.end(1)
             if kind == "name" and span.split()[0] in _NAME_SKIP:
                 continue
-            more = re.compile(r"(?:,| and| or|, and|, or) " + regex.pattern).match(body, end)
-            while more:  # "X and Y" / "X, Y or Z": ask for all of them
+            while more := joined.match(body, end):  # ask for all of "X and Y" / "X, Y or Z"
                 end = more.end(1)
-                more = re.compile(r"(?:,| and| or|, and|, or) " + regex.pattern).match(body, end)
             plural = end != m.end(1)
             if kind == "path":
                 what = ("which directories" if plural else "which directory") if span.endswith("/") else (
