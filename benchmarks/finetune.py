@@ -66,7 +66,8 @@ def build_kb(path: Path):
 def adapter_only(items: list, model_path: Path, adapter: Path, heldout: list, base_file: str) -> dict:
     """Like evaluate.before_after, with the base answers/metrics read from an earlier results file."""
     from kb_assistant.finetune.evaluate import answer_metrics, perplexity, predict
-    from kb_assistant.generation import GenerationConfig, Generator
+    from kb_assistant.config import GenerationConfig
+    from kb_assistant.generation import Generator
 
     old = json.loads(Path(base_file).read_text(encoding="utf-8"))["eval"]
     if [a["question"] for a in old["answers"]] != [it.question for it in items]:

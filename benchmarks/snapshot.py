@@ -66,7 +66,7 @@ def prompt_snapshot(kb: Any, items: list) -> dict[str, Any]:
     return {"sha": _sha(prompts), "prompts": n_prompts, "unknown": len(prompts) - n_prompts}
 
 
-def finetune_snapshot() -> dict[str, Any]:
+def finetune_snapshot(cache: Path) -> dict[str, Any]:
     import finetune as ftb  # benchmarks/finetune.py
     from transformers import AutoTokenizer
 
@@ -78,7 +78,7 @@ def finetune_snapshot() -> dict[str, Any]:
     def count(text: str) -> int:
         return len(tok(text, add_special_tokens=False)["input_ids"])
 
-    kb = ftb.build_kb(CACHE / "ft_dev_kb")
+    kb = ftb.build_kb(cache / "ft_dev_kb")
     examples, stats = generate_examples(kb, DataGenConfig(n=400, seed=0, unknown_fraction=0.12,
                                                           gold_first_fraction=0.8, answer_span="passage",
                                                           unrelated_unknown_fraction=1.0),
@@ -94,6 +94,7 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--compare", help="an earlier snapshot JSON: exit 1 when a hash differs")
     ap.add_argument("--skip-finetune", action="store_true")
+    ap.add_argument("--cache", default=str(CACHE), help="where the knowledge bases are built (re-used)")
     args = ap.parse_args()
 
     import retrieval as rb  # benchmarks/retrieval.py
@@ -101,11 +102,12 @@ def main() -> int:
     from kb_assistant.evaluation import load_qa
 
     items = load_qa(QA)
-    kb = rb.build_kb("minilm", CORPUS, CACHE)
+    cache = Path(args.cache)
+    kb = rb.build_kb("minilm", CORPUS, cache)
     record = {"retrieval": retrieval_snapshot(kb, items), "prompts": prompt_snapshot(kb, items)}
     kb.close()
     if not args.skip_finetune:
-        record["finetune"] = finetune_snapshot()
+        record["finetune"] = finetune_snapshot(cache)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

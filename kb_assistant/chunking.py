@@ -9,20 +9,16 @@ The final embedded text of each chunk is re-counted, so no chunk is ever silentl
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .config import ChunkingConfig
+from .text import CJK_RE, detect_lang, sentence_spans
 from .types import Chunk, Document
 
 CountFn = Callable[[Sequence[str]], list[int]]
 
-# a sentence ends after CJK/ASCII end marks (plus closing quotes/brackets), after '.' before
-# whitespace, or at a line break
-_BOUNDARY = re.compile(r"[。！？；!?;]+[”’」』）)\]\"']*|\.(?=\s)|\n")
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3040-\u30ff\uac00-\ud7af]")
 _CARRIED = ("page", "title", "heading", "section", "file_type", "sheet", "slide")
 
 
@@ -33,34 +29,6 @@ def make_doc_id(normalised_path: str) -> str:
 def make_chunk_id(doc_id: str, position: int, text: str) -> str:
     digest = hashlib.sha256(f"{doc_id}\x00{position}\x00{text}".encode()).hexdigest()
     return digest[:32]
-
-
-def text_lang(text: str) -> str:
-    letters = sum(1 for ch in text if ch.isalpha())
-    if not letters:
-        return "en"
-    return "zh" if len(_CJK.findall(text)) / letters > 0.2 else "en"
-
-
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Spans (start, end) of sentence units in ``text``, whitespace-trimmed, empty ones dropped."""
-    spans: list[tuple[int, int]] = []
-    start = 0
-    for match in _BOUNDARY.finditer(text):
-        end = match.end()
-        _append_trimmed(text, start, end, spans)
-        start = end
-    _append_trimmed(text, start, len(text), spans)
-    return spans
-
-
-def _append_trimmed(text: str, start: int, end: int, out: list[tuple[int, int]]) -> None:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    if end > start:
-        out.append((start, end))
 
 
 @dataclass
@@ -96,7 +64,7 @@ class Chunker:
         units: list[_Unit] = []
         raw: list[tuple[int, int, int]] = []
         for di, text in enumerate(texts):
-            raw.extend((di, s, e) for s, e in split_sentences(text))
+            raw.extend((di, s, e) for s, e in sentence_spans(text))
         counts = self.count([texts[d][s:e] for d, s, e in raw]) if raw else []
         for (d, s, e), n in zip(raw, counts, strict=True):
             units.append(_Unit(d, s, e, max(n - self.overhead, 1)))
@@ -129,7 +97,7 @@ class Chunker:
         for position, (text, meta, etext, n) in enumerate(
             item for item in final if item[3] - self.overhead >= min_tokens or len(final) == 1
         ):
-            meta = dict(meta, lang=text_lang(text))
+            meta = dict(meta, lang=detect_lang(text))
             chunks.append(Chunk(chunk_id=make_chunk_id(doc_id, position, text), doc_id=doc_id,
                                 position=position, text=text, metadata=meta, n_tokens=n,
                                 embed_text=etext))
@@ -208,6 +176,6 @@ def _split_point(text: str) -> int:
     mid = len(text) // 2
     for offset in range(0, max(mid, 1)):
         for pos in (mid + offset, mid - offset):
-            if 0 < pos < len(text) and (text[pos].isspace() or _CJK.match(text[pos - 1])):
+            if 0 < pos < len(text) and (text[pos].isspace() or CJK_RE.match(text[pos - 1])):
                 return pos
     return max(mid, 1)

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .config import EmbeddingConfig
+from .devices import resolve_device
 from .errors import ModelNotFound
 
 logger = logging.getLogger(__name__)
@@ -49,22 +50,6 @@ class Embedder(Protocol):
     def embed_documents(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray: ...
 
     def embed_query(self, text: str) -> np.ndarray: ...
-
-
-def resolve_device(requested: str = "auto") -> str:
-    """cuda > mps > cpu for ``auto``; logs the choice. Does not import torch for an explicit ``cpu``."""
-    if requested != "auto":
-        return requested
-    import torch
-
-    if torch.cuda.is_available():
-        device = "cuda"
-    elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        device = "mps"
-    else:
-        device = "cpu"
-    logger.info("embedding device: %s", device)
-    return device
 
 
 def package_dir(module: str) -> Path | None:
@@ -114,7 +99,7 @@ class SentenceTransformerEmbedder:
                 if self._model is None:
                     from sentence_transformers import SentenceTransformer
 
-                    device = resolve_device(self.requested_device)
+                    device = resolve_device(self.requested_device, "embedding")
                     model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
                     if device == "cuda" and self.fp16:
                         model.half()

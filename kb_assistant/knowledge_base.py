@@ -1,4 +1,4 @@
-"""The public facade: ``KnowledgeBase`` ties loaders, chunking, embedding, store, retrieval and answers.
+"""The public facade: ``KnowledgeBase`` builds the stages from a directory and hands each its parts.
 
     kb = KnowledgeBase("path/to/kb")          # opens or creates; cheap, models load on first use
     report = kb.ingest(["docs/"])             # IngestReport (added/updated/unchanged/removed/failed)
@@ -25,18 +25,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from .calibration import load_calibration
 from .chunking import Chunker, make_doc_id
 from .config import KBConfig
 from .errors import KBError
 from .store.docstore import DocStore
+from .store.indexes import Indexes
 from .store.manifest import check_embedder, read_manifest, write_manifest
 from .types import Hit, IngestReport
 
 if TYPE_CHECKING:
+    from .answering import Answer, ChatSession, QueryEngine, StreamingAnswer
     from .embedding import Embedder
-    from .query_engine import Answer, ChatSession, StreamingAnswer
     from .retrieval import Retriever
     from .store.vector import DenseIndex
 
@@ -63,18 +63,16 @@ class KnowledgeBase:
             self.config.save(cfg_file)
         self.adapter = adapter
         self.docstore = DocStore(self.path / "docstore.sqlite3")
-        self._dense: DenseIndex | None = None
+        self.indexes = Indexes(self.path, self.docstore, lambda: self.dim)
         self._retriever: Retriever | None = None
         self._chunker: Chunker | None = None
-        self._engine: Any = None
+        self._engine: QueryEngine | None = None
         self._lock = threading.RLock()
         self._write_depth = 0
         if self.manifest is not None:
-            from .embedding import get_embedder
+            check_embedder(self.manifest, self.embedder.name)
 
-            check_embedder(self.manifest, get_embedder(self.config.embedding).name)
-
-    # -- components (lazy) ----------------------------------------------------------------------------
+    # -- parts (lazy) ---------------------------------------------------------------------------------
     @property
     def embedder(self) -> Embedder:
         from .embedding import get_embedder
@@ -94,59 +92,42 @@ class KnowledgeBase:
 
     @property
     def dense(self) -> DenseIndex:
-        if self._dense is None:
-            with self._lock:
-                if self._dense is None:
-                    from .store.vector import DenseIndex
-
-                    index = DenseIndex(self.path / "dense.faiss", self.dim)
-                    added, removed = index.reconcile(self.docstore.chunk_ids(),
-                                                     lambda ids: self.docstore.vectors(ids, self.dim))
-                    if added or removed:
-                        index.save()
-                    self._dense = index
-        return self._dense
+        return self.indexes.dense
 
     @property
     def retriever(self) -> Retriever:
         if self._retriever is None:
-            from .retrieval import Retriever
+            with self._lock:
+                if self._retriever is None:
+                    from .retrieval import Retriever
 
-            self._retriever = Retriever(self)
+                    self._retriever = Retriever(self.docstore, self.indexes.dense, self.indexes.sparse,
+                                                self.embedder, self.config.retrieval,
+                                                load_calibration(self.path, self.embedder.name))
         return self._retriever
+
+    def update_config(self, overrides: dict[str, Any]) -> None:
+        """Apply ``{"section": {"key": value}}`` (validated), save ``config.toml`` and rebuild the answer
+        engine so the next question uses the new settings."""
+        with self._lock:
+            self.config = self.config.merged(overrides)
+            self.config.save(self.path / CONFIG_FILE)
+            self._engine = None
+            if self._retriever is not None:
+                self._retriever.config = self.config.retrieval
+
+    def reload_calibration(self) -> None:
+        """Re-read ``calibration.json`` (after ``kb calibrate``) for the next search."""
+        if self._retriever is not None:
+            self._retriever.calibration = load_calibration(self.path, self.embedder.name)
 
     @property
     def version(self) -> int:
         """Bumps on every change of content or labels (cache key for answers)."""
         return self.docstore.version
 
-    def open_indexes(self) -> None:
-        """Load the derived indexes now, repairing them from the docstore if a crash left them stale."""
-        _ = self.dense
-        opener = getattr(self.retriever, "open", None)
-        if opener is not None:
-            opener()
-        else:
-            _ = getattr(self.retriever, "sparse", None)
-
-    def doc_id_for(self, normalised_path: str) -> str:
-        return make_doc_id(normalised_path)
-
-    # -- index maintenance (used by the ingest pipeline) ----------------------------------------------
-    def indexes_add(self, ids: np.ndarray, vectors: np.ndarray, texts: Sequence[str]) -> None:
-        self.dense.add(ids, vectors)
-        self.retriever.on_add(ids, texts)
-
-    def indexes_remove(self, ids: Sequence[int]) -> None:
-        if len(ids):
-            self.dense.remove(np.asarray(ids, dtype=np.int64))
-            self.retriever.on_remove(ids)
-
-    def save_indexes(self) -> None:
-        if self._dense is not None and self._dense.dirty:
-            self._dense.save()
-        if self._retriever is not None:
-            self._retriever.save()
+    def _save_indexes(self) -> None:
+        self.indexes.save()
         emb = self.embedder
         if self.manifest is None or (self.manifest.get("embedding") or {}).get("name") != emb.name:
             self.manifest = write_manifest(self.path, {"backend": emb.backend, "name": emb.name,
@@ -186,8 +167,11 @@ class KnowledgeBase:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         with self._writer():
-            return Ingestor(self, groups=groups, tags=tags, show_progress=show_progress).run(
-                paths, include=include, exclude=exclude, prune=prune)
+            ingestor = Ingestor(self.docstore, self.indexes, self.embedder, self.chunker, self.config.ingest,
+                                groups=groups, tags=tags, show_progress=show_progress)
+            report = ingestor.run(paths, include=include, exclude=exclude, prune=prune)
+            self._save_indexes()
+            return report
 
     def _resolve_doc(self, source: str | os.PathLike[str]) -> str | None:
         from .ingest import normalise_path
@@ -209,8 +193,8 @@ class KnowledgeBase:
             if doc_id is None:
                 raise KBError(f"no document matches {str(source)!r} (see `kb stats` / kb.documents())")
             removed = self.docstore.delete_document(doc_id)
-            self.indexes_remove(removed)
-            self.save_indexes()
+            self.indexes.remove(removed)
+            self._save_indexes()
             return len(removed)
 
     def search(self, query: str, k: int = 5, *, groups: Sequence[str] | None = None,
@@ -219,24 +203,13 @@ class KnowledgeBase:
         return self.retriever.search(query, k=k, groups=groups, filters=filters)
 
     def verify(self) -> dict[str, Any]:
-        """Consistency check of the on-disk state: docstore vs the saved dense index file.
+        """Consistency check of the on-disk state: docstore vs the saved index files.
 
-        Returns counts of ids only in the index, ids only in the docstore, duplicate chunk positions and
-        ``ok``. (Opening the knowledge base for search repairs such differences; this reports them.)
+        Returns counts of ids only in an index, ids only in the docstore, duplicates and ``ok``.
+        (Opening the knowledge base for search repairs such differences; this reports them.)
         """
-        from .store.vector import DenseIndex
-
-        store_ids = self.docstore.chunk_ids()
-        saved = DenseIndex(self.path / "dense.faiss", self.dim, use_gpu=False).ids()
-        only_index = np.setdiff1d(saved, store_ids)
-        only_store = np.setdiff1d(store_ids, saved)
-        dup_ids = len(saved) - len(np.unique(saved))
-        counts = self.docstore.counts()
-        result = {"chunks": int(len(store_ids)), "index_ids": int(len(saved)),
-                  "only_in_index": int(len(only_index)), "only_in_docstore": int(len(only_store)),
-                  "duplicate_index_ids": int(dup_ids),
-                  "duplicate_positions": counts["duplicate_positions"]}
-        result.update(self.retriever.verify() if hasattr(self.retriever, "verify") else {})
+        result = self.indexes.verify()
+        result["duplicate_positions"] = self.docstore.counts()["duplicate_positions"]
         result["ok"] = not any(v for k, v in result.items() if k.startswith(("only_", "duplicate_")))
         return result
 
@@ -262,12 +235,33 @@ class KnowledgeBase:
 
     # -- answers (query engine) -----------------------------------------------------------------------
     @property
-    def engine(self) -> Any:
+    def engine(self) -> QueryEngine:
         if self._engine is None:
-            from .query_engine import engine_for
-
-            self._engine = engine_for(self)
+            self._engine = self._build_engine()
         return self._engine
+
+    def _build_engine(self) -> QueryEngine:
+        """The QueryEngine over this knowledge base: its ``search``, ``version`` and ``adapter``, and the
+        ``[query]``, ``[generation]`` and ``[safety]`` sections."""
+        from .answering import QueryEngine
+        from .generation import Generator
+        from .safety import AuditLog, SafetyFilter
+
+        cfg = self.config
+        safety = SafetyFilter(cfg.safety) if cfg.safety.enabled else None
+        audit = None
+        if cfg.query.audit_log:
+            path = Path(cfg.query.audit_log)
+            audit = AuditLog(path if path.is_absolute() else self.path / path,
+                             redact_pii=cfg.safety.redact_audit)
+        gen_kw, adapter = cfg.generation.generator_kwargs(), self.adapter
+
+        def search(query: str, k: int, groups: Any = None) -> list[Hit]:
+            return self.search(query, k, groups=groups)
+
+        return QueryEngine(search, lambda: Generator(adapter=adapter, **gen_kw), cfg.query,
+                           generation=cfg.generation.decoding(), safety=safety, audit=audit,
+                           version_fn=lambda: self.version)
 
     def ask(self, question: str, **params: Any) -> Answer:
         """Answer from the knowledge base, with citations; the fixed "unknown" template (and no generator
@@ -297,8 +291,11 @@ class KnowledgeBase:
         return as_llama_index_query_engine(self, **kwargs)
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.save_indexes()
+        try:
+            self.indexes.save()
+        except Exception as exc:  # noqa: BLE001 - closing must not raise; the docstore stays the truth
+            logger.warning("%s: saving the indexes on close failed (%s); they are rebuilt from the docstore "
+                           "on next open", self.path, exc)
         self.docstore.close()
 
     def __enter__(self) -> KnowledgeBase:

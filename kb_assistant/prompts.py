@@ -1,17 +1,31 @@
-"""Prompt building: system prompt in the question's language, numbered passages [1]..[n] within a
-token budget, and the fixed "unknown" answers.
+"""The prompt, in one place: context assembly and rendering, for serving, training and evaluation.
 
-The messages are plain ``[{"role", "content"}]`` lists; the generator renders them with the model's
-own chat template (``Generator.render``). The system prompt comes first and never changes for a
-language, so the generator can reuse its KV cache across questions.
+    ctx = select_context(question, [hit.text for hit in hits], evidence_sentences=3)
+    messages, n = ctx.messages(max_context_tokens=256, count_tokens=generator.count_tokens)
+    text = render(tokenizer, messages)          # what the model reads, at serving and at training time
+
+* :func:`select_context` — evidence selection over the ranked passages (citation markers stripped
+  first), one prompt passage per passage that gave evidence, in rank order, its text the evidence
+  sentences in document order;
+* :meth:`PromptContext.messages` — the system prompt in the question's language and the numbered
+  passages [1]..[n] within a token budget;
+* :func:`render` — the model's chat template, or a plain layout for models without one.
+
+The query engine, fine-tuning data generation, training-time encoding and fine-tuning evaluation all
+call these functions, so an adapter is trained on exactly the prompts the engine shows it (a test
+proves the two paths give byte-identical prompts). The system prompt comes first and never changes for
+a language, so the generator can reuse its KV cache across questions.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from .extractive import is_cjk
+from .evidence import Evidence, select_evidence
+from .text import detect_lang, strip_citations
 
 UNKNOWN_TEXT: dict[str, str] = {
     "en": "I don't know: the knowledge base has no information about this.",
@@ -33,18 +47,10 @@ _LABELS = {
     "en": ("Passages:", "Question:"),
     "zh": ("资料：", "问题："),
 }
+#: the cue after the prompt for models without a chat template (base models)
+PLAIN_ANSWER_CUE = "\nAnswer:"
 
 TokenCounter = Callable[[str], int]
-
-
-def detect_lang(text: str) -> str:
-    """``"zh"`` or ``"en"``: the loaders' detector when available, else a local CJK heuristic."""
-    try:
-        from .loaders.base import detect_lang as _loader_detect
-
-        return _loader_detect(text)
-    except ImportError:  # pragma: no cover - loaders are part of the package
-        return "zh" if is_cjk(text) else "en"
 
 
 def estimate_tokens(text: str) -> int:
@@ -53,13 +59,8 @@ def estimate_tokens(text: str) -> int:
     return cjk + max(0, len(text) - cjk) // 4 + 1
 
 
-def fit_passages(
-    passages: Sequence[str],
-    *,
-    max_tokens: int,
-    count_tokens: TokenCounter | None = None,
-    min_passages: int = 1,
-) -> list[str]:
+def fit_passages(passages: Sequence[str], *, max_tokens: int, count_tokens: TokenCounter | None = None,
+                 min_passages: int = 1) -> list[str]:
     """The leading passages whose numbered lines fit in ``max_tokens`` (at least ``min_passages``,
     the last one cut to fit when even that does not)."""
     count = count_tokens or estimate_tokens
@@ -83,15 +84,9 @@ def format_passages(passages: Sequence[str]) -> str:
     return "\n".join(f"[{i}] {text}" for i, text in enumerate(passages, start=1))
 
 
-def build_messages(
-    question: str,
-    passages: Sequence[str],
-    *,
-    lang: str | None = None,
-    max_context_tokens: int = 384,
-    count_tokens: TokenCounter | None = None,
-    system_prompts: dict[str, str] | None = None,
-) -> tuple[list[dict[str, str]], int]:
+def build_messages(question: str, passages: Sequence[str], *, lang: str | None = None,
+                   max_context_tokens: int = 384, count_tokens: TokenCounter | None = None,
+                   system_prompts: dict[str, str] | None = None) -> tuple[list[dict[str, str]], int]:
     """Chat messages asking ``question`` over numbered ``passages`` (best first).
 
     Returns ``(messages, n)`` where ``n`` passages fitted the budget; passage ``[i]`` is ``passages[i-1]``.
@@ -105,60 +100,52 @@ def build_messages(
     return [{"role": "system", "content": system}, {"role": "user", "content": user}], len(fitted)
 
 
+@dataclass
+class PromptContext:
+    """The evidence behind a prompt: ``order[i]`` is the hit index of passage ``[i + 1]``,
+    ``ev_number[j]`` the passage number of ``evidence[j]``, ``passages`` the passage texts."""
+
+    question: str
+    lang: str
+    evidence: list[Evidence]
+    order: list[int]
+    ev_number: list[int]
+    passages: list[str]
+
+    def messages(self, *, max_context_tokens: int, count_tokens: TokenCounter | None = None,
+                 system_prompts: dict[str, str] | None = None) -> tuple[list[dict[str, str]], int]:
+        """The chat messages of this context (see :func:`build_messages`) and how many passages fitted."""
+        return build_messages(self.question, self.passages, lang=self.lang,
+                              max_context_tokens=max_context_tokens, count_tokens=count_tokens,
+                              system_prompts=system_prompts)
+
+
+def select_context(question: str, texts: Sequence[str], *, lang: str | None = None,
+                   evidence_sentences: int = 3, focus: str | None = None) -> PromptContext | None:
+    """The evidence of ranked passage ``texts`` for ``question`` (None when no text gives evidence).
+
+    ``focus``: the user's own words when ``question`` is a rewritten follow-up (their terms weigh more).
+    """
+    evidence = select_evidence(question, [strip_citations(t) for t in texts],
+                               max_sentences=evidence_sentences, focus=focus)
+    if not evidence:
+        return None
+    order = sorted({ev.passage for ev in evidence})
+    number = {p: i for i, p in enumerate(order, start=1)}
+    passages = [" ".join(ev.text for ev in sorted(evidence, key=lambda e: e.position) if ev.passage == p)
+                for p in order]
+    return PromptContext(question, lang or detect_lang(question), evidence, order,
+                         [number[ev.passage] for ev in evidence], passages)
+
+
+def render(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str:
+    """The prompt text the model reads: its chat template with the generation cue, or, for a model
+    without one, the non-assistant contents as plain paragraphs and an answer cue to complete."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    return "\n\n".join(m["content"].strip() for m in messages if m["role"] != "assistant") + PLAIN_ANSWER_CUE
+
+
 def unknown_text(lang: str, overrides: dict[str, str] | None = None) -> str:
     texts = {**UNKNOWN_TEXT, **(overrides or {})}
     return texts.get(lang, texts["en"])
-
-
-# ------------------------------------------------------------------ follow-up rewriting
-_FOLLOWUP_STARTS_EN = ("and ", "what about", "how about", "also", "what else", "then ", "so ", "but ")
-_FOLLOWUP_STARTS_ZH = ("那", "还有", "另外", "此外", "然后", "并且", "而", "那么")
-_PRONOUNS_EN = frozenset(("it", "its", "they", "them", "their", "this", "that", "these", "those", "he", "she",
-                         "him", "her", "there"))
-_PRONOUNS_ZH = ("它", "他", "她", "这个", "那个", "这些", "那些", "其", "该")
-
-
-def is_followup(question: str) -> bool:
-    """True when ``question`` reads as a follow-up that needs the previous question's context.
-
-    Rule: it starts with a follow-up marker ("and", "what about", "how about", "also", "那", "还有",
-    "另外"...), or contains a pronoun ("it", "they", "this", "它", "这个"...), or is short (at most 2
-    English content words / at most 4 CJK characters besides question words).
-    """
-    from .extractive import EN_STOPWORDS, ZH_STOPWORDS
-
-    q = question.strip().lower()
-    if detect_lang(q) == "zh":
-        if q.startswith(_FOLLOWUP_STARTS_ZH) or any(p in q for p in _PRONOUNS_ZH):
-            return True
-        content = re.sub(r"[^\u3400-\u9fff]", "", q)
-        for w in sorted(ZH_STOPWORDS, key=len, reverse=True):
-            content = content.replace(w, "")
-        return len(content) <= 4
-    if q.startswith(_FOLLOWUP_STARTS_EN):
-        return True
-    words = re.findall(r"[a-z0-9]+", q)
-    # pronouns are matched on the original case: "IT" (the department) is not "it"
-    original = [w for w in re.findall(r"[A-Za-z0-9]+", question) if not (w.isupper() and len(w) > 1)]
-    if any(w.lower() in _PRONOUNS_EN for w in original):
-        return True
-    return len([w for w in words if w not in EN_STOPWORDS]) <= 2
-
-
-def rewrite_followup(question: str, previous: str | None, *, max_terms: int = 6) -> str:
-    """A standalone version of a follow-up ``question``: the previous (standalone) question's key
-    terms that the new one lacks are prepended ("annual leave days: what about part-time staff?"); for
-    a Chinese previous question the whole question is prepended ("全职员工有多少天年假：那兼职员工呢？").
-    Questions that are not follow-ups (see :func:`is_followup`) are returned unchanged."""
-    if not previous or not is_followup(question):
-        return question
-    from .extractive import terms
-
-    lang = detect_lang(previous)
-    if lang == "zh":  # jieba splits rare words ("年假" -> 年/假): keep the previous question whole
-        return previous.strip().rstrip("？?。！!") + "：" + question.strip()
-    current = set(terms(question))
-    key = [t for t in dict.fromkeys(terms(previous)) if t not in current]
-    if not key:
-        return question
-    return " ".join(key[:max_terms]) + ": " + question.strip()

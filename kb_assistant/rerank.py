@@ -43,7 +43,7 @@ class CrossEncoderReranker:
                 if self._model is None:
                     from sentence_transformers import CrossEncoder
 
-                    from .embedding import resolve_device
+                    from .devices import resolve_device
 
                     device = resolve_device(self.device)
                     self._model = CrossEncoder(self.path, device=device, max_length=self.max_length,

@@ -15,18 +15,12 @@ import re
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from .config import SafetyConfig
 
 logger = logging.getLogger(__name__)
-
-REFUSAL_TEXT = {
-    "en": "Sorry, I can't help with that question.",
-    "zh": "抱歉，该问题涉及敏感内容，无法回答。",
-}
 
 _EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _CN_ID_RE = re.compile(r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
@@ -72,60 +66,12 @@ def redact(text: str) -> str:
     return text
 
 
-def load_word_list(path: str | os.PathLike[str]) -> list[str]:
-    """Read a sensitive-word list: one word per line, ``#`` comments and blank lines ignored."""
-    words = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            words.append(line)
-    return words
-
-
-@dataclass
-class SafetyConfig:
-    """Sensitive words (refuse questions, mask answers) and PII redaction switches."""
-
-    sensitive_words: list[str] = field(default_factory=list)
-    #: file with one word per line, merged into ``sensitive_words``
-    word_list_path: str | None = None
-    refusal_text: dict[str, str] = field(default_factory=lambda: dict(REFUSAL_TEXT))
-    mask: str = "***"
-    redact_answers: bool = True
-    redact_audit: bool = True
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.sensitive_words, (list, tuple)) or not all(
-            isinstance(w, str) and w.strip() for w in self.sensitive_words
-        ):
-            raise ConfigError("SafetyConfig.sensitive_words must be a list of non-empty strings")
-        if self.word_list_path:
-            p = Path(self.word_list_path)
-            if not p.is_file():
-                raise ConfigError(f"SafetyConfig.word_list_path: no such file {p}")
-            self.sensitive_words = list(self.sensitive_words) + load_word_list(p)
-        missing = {"en", "zh"} - set(self.refusal_text)
-        if missing:
-            raise ConfigError(f"SafetyConfig.refusal_text must have keys 'en' and 'zh'; missing {missing}")
-
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SafetyConfig:
-        """Build from a config.toml ``[safety]`` table; unknown keys fail with the allowed ones."""
-        known = set(cls.__dataclass_fields__)
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown safety setting(s): {', '.join(sorted(unknown))}; "
-                              f"allowed: {', '.join(sorted(known))}")
-        return cls(**data)
-
-
 class SafetyFilter:
     """Apply a :class:`SafetyConfig` to questions and answers."""
 
     def __init__(self, config: SafetyConfig | None = None) -> None:
         self.config = config or SafetyConfig()
-        words = sorted({w.strip().lower() for w in self.config.sensitive_words}, key=len, reverse=True)
+        words = sorted({w.strip().lower() for w in self.config.words()}, key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(w) for w in words), re.IGNORECASE) if words else None
 
     def find_sensitive(self, text: str) -> list[str]:

@@ -52,7 +52,7 @@ def main() -> int:
             print(f"  [{i}] {hit.score:.3f}  {_where(hit)}\n      {text[:160]}")
 
     try:
-        import kb_assistant.query_engine  # noqa: F401
+        import kb_assistant.answering  # noqa: F401
     except ImportError:
         print("\n(answer generation not available in this build)")
         return 0

@@ -39,10 +39,9 @@ def _md(text: object) -> str:
 
 def _setting_help(dest: str) -> str:
     """Help for a flag without one that overrides a config setting of the same name."""
-    from kb_assistant.generation import GenerationConfig
-    from kb_assistant.query_engine import QueryConfig
+    from kb_assistant.config import GenerationSection, QueryConfig
 
-    for section, cls in (("query", QueryConfig), ("generation", GenerationConfig)):
+    for section, cls in (("query", QueryConfig), ("generation", GenerationSection)):
         if dest in cls.__dataclass_fields__:
             anchor = f"{section}-{cls.__name__.lower()}"
             return f"overrides [`[{section}] {dest}`](configuration.md#{anchor}) for this call"

@@ -1,8 +1,9 @@
 import pytest
 
-from kb_assistant.chunking import Chunker, make_chunk_id, split_sentences, text_lang
+from kb_assistant.chunking import Chunker, make_chunk_id
 from kb_assistant.config import ChunkingConfig
 from kb_assistant.embedding import SentenceTransformerEmbedder
+from kb_assistant.text import detect_lang, sentence_spans
 from kb_assistant.types import Document
 
 
@@ -17,7 +18,7 @@ def _chunker(emb, **kw):
 
 def test_split_sentences_english_and_chinese():
     text = "First one. Second one! 第一句。第二句！第三句？第四句；end"
-    parts = [text[s:e] for s, e in split_sentences(text)]
+    parts = [text[s:e] for s, e in sentence_spans(text)]
     assert parts == ["First one.", "Second one!", "第一句。", "第二句！", "第三句？", "第四句；", "end"]
 
 
@@ -62,5 +63,5 @@ def test_heading_is_embedded_not_stored(emb):
 
 
 def test_lang():
-    assert text_lang("年假为每年十五天") == "zh"
-    assert text_lang("annual leave is 25 days") == "en"
+    assert detect_lang("年假为每年十五天") == "zh"
+    assert detect_lang("annual leave is 25 days") == "en"

@@ -20,15 +20,61 @@ def test_toml_round_trip(tmp_path):
     cfg.save(tmp_path / "c.toml")
     back = KBConfig.load(tmp_path / "c.toml")
     assert back.chunking.chunk_tokens == 128
-    assert back.query["unknown_threshold"] == 0.42
+    assert back.query.unknown_threshold == 0.42
     assert back.to_dict() == cfg.to_dict()
 
 
 def test_unknown_keys_rejected(tmp_path):
-    with pytest.raises(ConfigError, match="unknown setting"):
+    with pytest.raises(ConfigError, match=r"\[chunking\] unknown chunking setting\(s\): chunk_size; allowed"):
         KBConfig.from_dict({"chunking": {"chunk_size": 5}})
     with pytest.raises(ConfigError, match="unknown config section"):
         KBConfig.from_dict({"chunker": {}})
     (tmp_path / "bad.toml").write_text("[chunking\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
         KBConfig.load(tmp_path / "bad.toml")
+
+
+@pytest.mark.parametrize(("toml", "match"), [
+    ("[query]\nk = 0\n", r"\[query\] QueryConfig.k must be in \[1, 100\]; got 0"),
+    ("[query]\nanswer_mode = 'poem'\n", r"\[query\] QueryConfig.answer_mode must be one of 'auto'"),
+    ("[generation]\ntemperature = 'hot'\n", r"\[generation\] GenerationSection.temperature must be float"),
+    ("[generation]\ndevice = 'tpu'\n", r"GenerationSection.device must be one of 'auto', 'cpu'"),
+    ("[safety]\nsensitive_words = 'salary'\n", r"\[safety\] SafetyConfig.sensitive_words must be list"),
+    ("[retrieval]\ndense_weight = 2.0\n", r"\[retrieval\] RetrievalConfig.dense_weight must be in \[0.0, 1"),
+    ("[ingest]\noverlap = 1\n", r"IngestConfig.overlap must be bool; got 1"),
+    ("[query]\ntopk = 3\n", r"\[query\] unknown query setting\(s\): topk; allowed: "),
+])
+def test_bad_value_in_any_section_fails_when_the_kb_opens(tmp_path, toml, match):
+    from kb_assistant import KnowledgeBase
+
+    kb_dir = tmp_path / "kb"
+    kb_dir.mkdir()
+    (kb_dir / "config.toml").write_text(toml)
+    with pytest.raises(ConfigError, match=match) as err:
+        KnowledgeBase(kb_dir)
+    message = str(err.value)
+    assert message.startswith(str(kb_dir / "config.toml") + ": ") and "\n" not in message
+
+
+def test_non_utf8_config_is_one_line_error(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"[query]\nk = 3 # \xff\xfe\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        KBConfig.load(path)
+
+
+def test_every_section_is_typed_and_round_trips():
+    from kb_assistant.settings import Settings
+
+    cfg = KBConfig()
+    for name, cls in KBConfig.sections().items():
+        assert issubclass(cls, Settings) and isinstance(getattr(cfg, name), cls)
+    assert KBConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_safety_table_with_settings_turns_the_filter_on():
+    from kb_assistant.config import SafetyConfig
+
+    assert not SafetyConfig().enabled
+    assert SafetyConfig.from_dict({"redact_answers": True}).enabled
+    assert not SafetyConfig.from_dict({"enabled": False, "mask": "#"}).enabled

@@ -67,7 +67,7 @@ def test_sigkill_during_ingest_never_corrupts(tmp_path):
         code = _run_and_kill(docs, kb_dir, point)
         killed += code == -signal.SIGKILL
         kb = KnowledgeBase(kb_dir)
-        kb.open_indexes()
+        kb.indexes.open()
         store_ids = kb.docstore.chunk_ids()
         # opening repairs the derived index from the docstore: every FAISS id has its row and vice versa
         assert np.array_equal(np.sort(kb.dense.ids()), store_ids)

@@ -80,8 +80,9 @@ def trained(tmp_path_factory, model_path):
 
 @pytest.mark.slow
 def test_two_step_training_writes_a_loadable_adapter(trained, model_path):
+    from kb_assistant.config import GenerationConfig
     from kb_assistant.finetune.adapters import check_compatible, config_hash, read_manifest
-    from kb_assistant.generation import GenerationConfig, Generator
+    from kb_assistant.generation import Generator
 
     out, result = trained
     assert result.steps == 2 and result.n_train == 6 and result.n_val == 2

@@ -7,19 +7,18 @@ import threading
 
 import pytest
 
+from kb_assistant.config import GenerationConfig, GenerationSection
 from kb_assistant.errors import ConfigError, KBError, ModelNotFound
 from kb_assistant.generation import (
     MANIFEST,
-    GenerationConfig,
     Generator,
     base_model_name,
     check_adapter_base,
     default_generator_path,
     ensure_converted,
     find_default_gguf,
-    split_generation_section,
-    truncate_sentences,
 )
+from kb_assistant.text import truncate_sentences
 
 MESSAGES = [
     {"role": "system", "content": "You answer questions using only the numbered passages. Be brief."},
@@ -77,11 +76,14 @@ def test_generation_config_from_dict():
         GenerationConfig.from_dict({"max_tokens": 10})
 
 
-def test_split_generation_section():
-    gen_kw, decode_kw = split_generation_section({"device": "cpu", "int8": False, "temperature": 0.3})
-    assert gen_kw == {"device": "cpu", "int8": False} and decode_kw == {"temperature": 0.3}
+def test_generation_section_splits_generator_options_from_decoding():
+    section = GenerationSection.from_dict({"device": "cpu", "int8": False, "temperature": 0.3})
+    assert section.generator_kwargs() == {"device": "cpu", "dtype": "auto", "int8": False,
+                                          "reuse_prefix": True}
+    assert section.decoding() == {"temperature": 0.3}
+    assert GenerationSection.from_dict({"device": "cuda:1"}).device == "cuda:1"
     with pytest.raises(ConfigError, match="unknown generation setting"):
-        split_generation_section({"gpu": True})
+        GenerationSection.from_dict({"gpu": True})
 
 
 def test_truncate_sentences():

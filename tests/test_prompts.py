@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from kb_assistant.extractive import (
-    select_evidence,
-    split_sentences,
-    support_score,
-    terms,
-    unsupported_details,
-)
+from kb_assistant.answering.chat import is_followup, rewrite_followup
+from kb_assistant.evidence import select_evidence, support_score, unsupported_details
 from kb_assistant.prompts import (
     SYSTEM_PROMPTS,
     UNKNOWN_TEXT,
     build_messages,
-    detect_lang,
     estimate_tokens,
     fit_passages,
-    is_followup,
-    rewrite_followup,
     unknown_text,
 )
+from kb_assistant.text import detect_lang, split_sentences, terms
 
 
 def test_detect_lang():
@@ -174,7 +167,6 @@ def test_rewrite_followup_chinese():
 
 
 def test_it_department_is_not_a_pronoun():
-    from kb_assistant.prompts import is_followup
 
     assert not is_followup("What are the opening hours of the IT Service Desk?")
     assert is_followup("Is it open on Sundays?")

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import pytest
 
+from kb_assistant.answering import Answer, QueryEngine
+from kb_assistant.config import QueryConfig, SafetyConfig
 from kb_assistant.errors import ConfigError
-from kb_assistant.extractive import terms
 from kb_assistant.prompts import UNKNOWN_TEXT
-from kb_assistant.query_engine import Answer, QueryConfig, QueryEngine
-from kb_assistant.safety import AuditLog, SafetyConfig, SafetyFilter
+from kb_assistant.safety import AuditLog, SafetyFilter
+from kb_assistant.text import terms
 from kb_assistant.types import Hit
 
 CORPUS = [

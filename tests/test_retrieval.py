@@ -153,8 +153,8 @@ def test_config_validation():
 def test_evaluate_and_calibrate(kb, tmp_path):
     import json
 
+    from kb_assistant.calibration import CALIBRATION_FILE
     from kb_assistant.evaluation.retrieval_eval import evaluate_kb, fit_logistic
-    from kb_assistant.retrieval import CALIBRATION_FILE
 
     qa = [
         {"id": "en-1", "question": "where is the list of mount points?", "lang": "en", "kind": "en",
@@ -182,4 +182,4 @@ def test_evaluate_and_calibrate(kb, tmp_path):
     assert saved["embedder"] == kb.embedder.name and saved["threshold"] == threshold
     assert kb.retriever.calibration.source.endswith(CALIBRATION_FILE)
     (kb.path / CALIBRATION_FILE).unlink()
-    kb.retriever.reload_calibration()
+    kb.reload_calibration()

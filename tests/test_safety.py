@@ -8,13 +8,13 @@ import threading
 
 import pytest
 
+from kb_assistant.config import load_word_list
 from kb_assistant.errors import ConfigError
 from kb_assistant.safety import (
     AuditLog,
     RedactingFilter,
     SafetyConfig,
     SafetyFilter,
-    load_word_list,
     luhn_ok,
     redact,
 )

@@ -19,9 +19,9 @@ from server_helpers import KEYS, UNKNOWN_QUESTION, BlockingGenerator, build_tiny
 
 from kb_assistant.errors import ConfigError  # noqa: E402
 from kb_assistant.server import check_bind, create_app, running_server  # noqa: E402
-from kb_assistant.server_common import history_query  # noqa: E402
-from kb_assistant.server_queue import GenerationGate, QueueFull  # noqa: E402
-from kb_assistant.server_uploads import safe_filename  # noqa: E402
+from kb_assistant.server.common import history_query  # noqa: E402
+from kb_assistant.server.gate import GenerationGate, QueueFull  # noqa: E402
+from kb_assistant.server.uploads import safe_filename  # noqa: E402
 
 
 @pytest.fixture(scope="module")

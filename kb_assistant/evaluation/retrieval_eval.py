@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from .metrics import (
     MAX_FALSE_UNKNOWN,
     TARGET_UNKNOWN_RECALL,
@@ -83,23 +84,25 @@ def calibrate(kb: KnowledgeBase, qa_path: str | os.PathLike[str], *,
               target_unknown_recall: float = TARGET_UNKNOWN_RECALL,
               max_false_unknown: float | None = MAX_FALSE_UNKNOWN,
               k: int = 10) -> float:
-    """Refit the ``Hit.score`` calibration on ``qa_path`` and return the unknown-gate threshold."""
-    from ..retrieval import CALIBRATION_FILE, Calibration
+    """Refit the ``Hit.score`` calibration on ``qa_path``, fit the unknown-gate threshold and save both
+    (``calibration.json`` and ``[query] unknown_threshold`` in ``config.toml``); returns the threshold."""
+    from ..calibration import CALIBRATION_FILE, Calibration
 
     items = load_qa(qa_path)
     x, y = top_hit_features(kb, items, k=k)
     if len(set(y.tolist())) < 2:
-        raise ValueError(f"{qa_path}: calibration needs questions whose top hit is relevant and others "
-                         "whose top hit is not (add unanswerable questions)")
+        raise ConfigError(f"{qa_path}: calibration needs questions whose top hit is relevant and others "
+                          "whose top hit is not (add unanswerable questions)")
     w = fit_logistic(x, y)
     cal = Calibration(*w, source="fitted")
     (kb.path / CALIBRATION_FILE).unlink(missing_ok=True)
     cal.save(kb.path, kb.embedder.name)
-    kb.retriever.reload_calibration()
+    kb.reload_calibration()
     report = evaluate_kb(kb, qa_path, k=k, target_unknown_recall=target_unknown_recall,
                          max_false_unknown=max_false_unknown)
     threshold = float(report.gate["threshold"]) if report.gate else 0.5
     cal.save(kb.path, kb.embedder.name, {"threshold": threshold, "qa": str(qa_path), "n": int(len(y)),
                                          "gate": report.gate})
+    kb.update_config({"query": {"unknown_threshold": round(threshold, 4)}})
     logger.info("calibrated %s: weights %s, threshold %.3f", kb.path, np.round(w, 3).tolist(), threshold)
     return threshold

@@ -27,12 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import _check_choice, _check_range
 from ..errors import ConfigError
 from ..evaluation.metrics import normalize_for_match
-from ..extractive import Evidence, select_evidence, split_sentences, support_score, terms, unsupported_details
+from ..evidence import Evidence, support_score, unsupported_details
 from ..jsonl import load_jsonl_checked
-from ..prompts import TokenCounter, build_messages, detect_lang, unknown_text
+from ..prompts import TokenCounter, build_messages, select_context, unknown_text
+from ..settings import Settings, setting
+from ..text import detect_lang, split_sentences, terms
 from .templates import questions_for
 
 logger = logging.getLogger(__name__)
@@ -170,60 +171,52 @@ def engine_context(question: str, texts: Sequence[str], *, lang: str | None = No
                    evidence_sentences: int = 3, max_context_tokens: int = 256,
                    count_tokens: TokenCounter | None = None,
                    ) -> tuple[list[dict[str, str]], list[int], list[Evidence], list[str]]:
-    """The prompt the query engine builds for ``question`` over ranked chunk ``texts``.
+    """The prompt the query engine builds for ``question`` over ranked chunk ``texts`` — built by the
+    same functions (:func:`kb_assistant.prompts.select_context` and ``PromptContext.messages``).
 
-    Mirrors ``QueryEngine._prepare``: evidence sentences (``select_evidence``), one passage per chunk
-    that gave evidence in rank order, then ``build_messages``. Returns (messages, passage order (chunk
-    indices), evidence, passage texts as fitted in the prompt).
+    Returns (messages, passage order (chunk indices), evidence, passage texts as fitted in the prompt).
     """
-    lang = lang or detect_lang(question)
-    evidence = select_evidence(question, list(texts), max_sentences=evidence_sentences)
-    order = sorted({ev.passage for ev in evidence})
-    passage_texts = [" ".join(ev.text for ev in sorted(evidence, key=lambda e: e.position) if ev.passage == p)
-                     for p in order]
-    messages, n = build_messages(question, passage_texts, lang=lang, max_context_tokens=max_context_tokens,
-                                 count_tokens=count_tokens)
-    return messages, order[:n], evidence, passage_texts[:n]
+    ctx = select_context(question, texts, lang=lang, evidence_sentences=evidence_sentences)
+    if ctx is None:
+        messages, _ = build_messages(question, [], lang=lang or detect_lang(question),
+                                     max_context_tokens=max_context_tokens, count_tokens=count_tokens)
+        return messages, [], [], []
+    messages, n = ctx.messages(max_context_tokens=max_context_tokens, count_tokens=count_tokens)
+    return messages, ctx.order[:n], ctx.evidence, ctx.passages[:n]
 
 
 # ------------------------------------------------------------------ KB-derived (RAFT-style) data
 @dataclass
-class DataGenConfig:
+class DataGenConfig(Settings):
     """Settings of :func:`generate_examples` (``n`` examples, ``unknown_fraction`` of them "unknown")."""
 
-    n: int = 300
-    unknown_fraction: float = 0.12
-    k: int = 5
-    seed: int = 0
-    per_chunk: int = 2
-    evidence_sentences: int = 3
-    max_context_tokens: int = 256
-    min_answer_chars: int = 25
-    max_answer_chars: int = 260
-    #: fraction of questions written by the generator instead of templates (0: templates only)
-    llm_question_fraction: float = 0.0
-    #: share of answer examples with the gold passage first, as retrieval usually ranks it (the rest:
-    #: uniform position); 0 = always uniform (pure RAFT)
-    gold_first_fraction: float = 0.8
-    #: what the answer target quotes: "sentence" (the sentence the question was made from) or "passage"
-    #: (that sentence first, then the other sentences of the gold passage as the prompt shows them)
-    answer_span: str = "passage"
-    #: share of unknown examples whose passages were retrieved for another chunk's question (the question's
-    #: subject is absent, like an out-of-scope question); the rest are hard negatives: the question's own
-    #: retrieval with the gold chunk removed
-    unrelated_unknown_fraction: float = 1.0
-
-    def __post_init__(self) -> None:
-        _check_choice(self, "answer_span", ("sentence", "passage"))
-        _check_range(self, "n", 1, 1_000_000)
-        _check_range(self, "unknown_fraction", 0.0, 0.9)
-        _check_range(self, "k", 2, 50)
-        _check_range(self, "per_chunk", 1, 20)
-        _check_range(self, "evidence_sentences", 1, 20)
-        _check_range(self, "max_context_tokens", 32, 32_768)
-        _check_range(self, "llm_question_fraction", 0.0, 1.0)
-        _check_range(self, "gold_first_fraction", 0.0, 1.0)
-        _check_range(self, "unrelated_unknown_fraction", 0.0, 1.0)
+    n: int = setting(300, lo=1, hi=1_000_000, doc="examples to generate")
+    unknown_fraction: float = setting(0.12, lo=0.0, hi=0.9, doc="share of examples whose passages lack the "
+                                                                "answer (target: unknown)")
+    k: int = setting(5, lo=2, hi=50, doc="passages per example (the answering one among distractors)")
+    seed: int = setting(0, doc="random seed")
+    per_chunk: int = setting(2, lo=1, hi=20, doc="examples drawn from one chunk at most")
+    evidence_sentences: int = setting(3, lo=1, hi=20, doc="as `[query] evidence_sentences` (prompts match "
+                                                          "the query engine's)")
+    max_context_tokens: int = setting(256, lo=32, hi=32_768, doc="as `[query] max_context_tokens`")
+    min_answer_chars: int = setting(25, doc="shortest target answer")
+    max_answer_chars: int = setting(260, doc="longest target answer")
+    llm_question_fraction: float = setting(0.0, lo=0.0, hi=1.0, doc="fraction of questions written by the "
+                                                                    "generator instead of templates (0: "
+                                                                    "templates only)")
+    gold_first_fraction: float = setting(0.8, lo=0.0, hi=1.0,
+                                         doc="share of answer examples with the gold passage first, as "
+                                             "retrieval usually ranks it (the rest: uniform position); 0 = "
+                                             "always uniform (pure RAFT)")
+    answer_span: str = setting("passage", choices=("sentence", "passage"),
+                               doc="what the answer target quotes: `sentence` (the sentence the question was "
+                                   "made from) or `passage` (that sentence first, then the other sentences "
+                                   "of the gold passage as the prompt shows them)")
+    unrelated_unknown_fraction: float = setting(1.0, lo=0.0, hi=1.0,
+                                                doc="share of unknown examples whose passages were retrieved "
+                                                    "for another chunk's question (like an out-of-scope "
+                                                    "question); the rest are hard negatives: the question's "
+                                                    "own retrieval with the gold chunk removed")
 
 
 def eval_evidence(qa_path: str | os.PathLike[str]) -> list[str]:
@@ -423,7 +416,7 @@ def generate_examples(kb: Any, config: DataGenConfig | None = None, *, exclude_e
 def generator_question_fn(generator: Any) -> Callable[[str, str], str | None]:
     """A question writer using the local generator; its output is kept only when it looks like a question
     about the sentence (ends with '?', shares a content term with it, not a copy of it)."""
-    from ..generation import GenerationConfig
+    from ..config import GenerationConfig
 
     gen_cfg = GenerationConfig(max_new_tokens=32, max_sentences=1)
     prompts = {"en": "Write one short question that is answered by this sentence.\nSentence: {s}",

@@ -22,13 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..extractive import support_score, terms
-from ..prompts import UNKNOWN_TEXT, detect_lang
+from ..evidence import support_score
+from ..prompts import UNKNOWN_TEXT
+from ..text import CITATION_RE, detect_lang, terms
 from .data import TrainExample, engine_context
 
 logger = logging.getLogger(__name__)
 
-_CITE_RE = re.compile(r"\[(\d+)\]")
 _UNKNOWN_RE = re.compile(r"\b(i don'?t know|i do not know|has no information|no information about|"
                          r"cannot answer)\b|没有找到|不知道|无法回答", re.IGNORECASE)
 _TOKEN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[a-z0-9]+(?:[._:/-][a-z0-9]+)*")
@@ -53,7 +53,7 @@ class EvalItem:
 # ------------------------------------------------------------------ metrics
 def tokens(text: str) -> list[str]:
     """Words for Latin text, single characters for CJK (lowercased, citations removed)."""
-    return _TOKEN_RE.findall(_CITE_RE.sub(" ", text or "").lower())
+    return _TOKEN_RE.findall(CITATION_RE.sub(" ", text or "").lower())
 
 
 def rouge_l(prediction: str, reference: str) -> float:
@@ -101,7 +101,7 @@ def bleu(predictions: Sequence[str], references: Sequence[str]) -> tuple[float, 
     except ImportError:
         return round(_own_bleu(predictions, references), 2), "kb_assistant BLEU-4 (add-one)"
     zh = any(detect_lang(r) == "zh" for r in references)
-    preds = [_CITE_RE.sub("", p) for p in predictions]
+    preds = [CITATION_RE.sub("", p) for p in predictions]
     score = sacrebleu.corpus_bleu(preds, [list(references)], tokenize="zh" if zh else "13a")
     return round(float(score.score), 2), f"sacrebleu {sacrebleu.__version__}"
 
@@ -120,7 +120,7 @@ def keyword_hit(text: str, keywords: Sequence[str]) -> float:
 
 
 def faithfulness(text: str, passages: Sequence[str]) -> float:
-    cited = [passages[int(n) - 1] for n in _CITE_RE.findall(text) if 1 <= int(n) <= len(passages)]
+    cited = [passages[int(n) - 1] for n in CITATION_RE.findall(text) if 1 <= int(n) <= len(passages)]
     return support_score(text, cited or list(passages))
 
 
@@ -241,7 +241,8 @@ def before_after(items: Sequence[EvalItem], model_path: Any, adapter: Any, *,
                  max_sentences: int | None = 2,
                  show_progress: bool | None = None) -> dict[str, Any]:
     """Answer ``items`` with the base generator and with ``adapter``; returns both metric sets and answers."""
-    from ..generation import GenerationConfig, Generator
+    from ..config import GenerationConfig
+    from ..generation import Generator
     from .adapters import check_compatible
 
     check_compatible(adapter, model_path)

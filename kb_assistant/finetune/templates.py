@@ -11,7 +11,7 @@ import re
 import zlib
 from collections.abc import Callable
 
-from ..extractive import terms
+from ..text import terms
 
 _UNITS_EN = (
     "seconds|second|minutes|minute|hours|hour|days|day|weeks|week|months|month|years|year|"

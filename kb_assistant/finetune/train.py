@@ -1,7 +1,8 @@
 """LoRA fine-tuning of the generator: a plain torch loop (predictable on a laptop CPU, same code on CUDA).
 
 Loss is computed on the response tokens only (prompt tokens are masked with -100). The prompt text is
-rendered exactly like ``Generator.render`` does at serving time. Checkpoints (adapter weights, optimizer
+rendered by :func:`kb_assistant.prompts.render`,
+the function the generator uses at serving time. Checkpoints (adapter weights, optimizer
 state and RNG state, all safetensors + JSON: no pickle) are written atomically every ``save_every``
 steps under ``<out>/checkpoints/``; ``resume=True`` continues from the newest one. The adapter kept at
 the end is the one with the best held-out loss.
@@ -16,12 +17,14 @@ import os
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import _check_choice, _check_range
+from ..config import DEVICES, DTYPES
 from ..errors import ConfigError, KBError
+from ..prompts import render
+from ..settings import Settings, setting
 from .checkpoints import atomic_dir, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
 from .data import TrainExample
 
@@ -40,62 +43,45 @@ DEFAULT_TARGETS: dict[str, list[str]] = {
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Settings):
     """LoRA and optimisation settings; ``max_steps`` (when set) wins over ``epochs``."""
 
-    rank: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] | None = None
-    #: adapt only the last N transformer layers (None: all). On a CPU this skips the backward pass
-    #: through the lower layers: ~40% faster steps for a copy-and-cite skill that lives in the top layers
-    top_layers: int | None = None
-    lr: float = 5e-4
-    weight_decay: float = 0.0
-    epochs: float = 1.0
-    max_steps: int | None = None
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_seq_len: int = 320
-    warmup_ratio: float = 0.06
-    scheduler: str = "cosine"
-    max_grad_norm: float = 1.0
-    val_fraction: float = 0.1
-    max_val_examples: int = 64
-    eval_every: int = 25
-    save_every: int = 25
-    keep_checkpoints: int = 2
-    early_stopping_patience: int = 3
-    seed: int = 0
-    device: str = "auto"
-    dtype: str = "auto"
-    threads: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    rank: int = setting(16, lo=1, hi=1024, doc="LoRA rank r")
+    alpha: int = setting(32, lo=1, hi=4096, doc="LoRA alpha (scaling = alpha / rank)")
+    dropout: float = setting(0.05, lo=0.0, hi=0.9, doc="LoRA dropout")
+    target_modules: list[str] | None = setting(None, doc="modules to adapt; unset: per model family (q/k/v/o "
+                                                         "and MLP projections)")
+    top_layers: int | None = setting(None, lo=1, hi=1000,
+                                     doc="adapt only the last N transformer layers (unset: all); on a CPU "
+                                         "this skips the backward pass through the lower layers (~40 % "
+                                         "faster steps)")
+    lr: float = setting(5e-4, lo=1e-7, hi=1.0, doc="peak learning rate")
+    weight_decay: float = setting(0.0, lo=0.0, hi=1.0, doc="AdamW weight decay")
+    epochs: float = setting(1.0, lo=0.01, hi=1000, doc="passes over the training examples (ignored when "
+                                                       "max_steps is set)")
+    max_steps: int | None = setting(None, lo=1, hi=10_000_000, doc="optimizer steps (wins over epochs)")
+    batch_size: int = setting(4, lo=1, hi=4096, doc="examples per step (before gradient accumulation)")
+    grad_accum: int = setting(1, lo=1, hi=4096, doc="gradient accumulation steps")
+    max_seq_len: int = setting(320, lo=16, hi=131_072, doc="longer examples are skipped (with a warning)")
+    warmup_ratio: float = setting(0.06, lo=0.0, hi=0.5, doc="fraction of steps with linear warm-up")
+    scheduler: str = setting("cosine", choices=("cosine", "linear", "constant"),
+                             doc="learning-rate schedule after warm-up")
+    max_grad_norm: float = setting(1.0, doc="gradient clipping")
+    val_fraction: float = setting(0.1, lo=0.0, hi=0.5, doc="share of examples held out for validation loss")
+    max_val_examples: int = setting(64, doc="cap on held-out examples")
+    eval_every: int = setting(25, lo=1, hi=10_000_000, doc="steps between validation evaluations")
+    save_every: int = setting(25, lo=1, hi=10_000_000, doc="steps between checkpoints (training resumes "
+                                                           "from the last one)")
+    keep_checkpoints: int = setting(2, lo=1, hi=1000, doc="checkpoints kept on disk")
+    early_stopping_patience: int = setting(3, lo=0, hi=1000, doc="evaluations without improvement before "
+                                                                 "stopping (0: off)")
+    seed: int = setting(0, doc="random seed (data order, LoRA init)")
+    device: str = setting("auto", choices=DEVICES, doc="where training runs")
+    dtype: str = setting("auto", choices=DTYPES, doc="`auto` = bf16/fp16 on CUDA, fp32 on CPU")
+    threads: int | None = setting(None, lo=1, hi=1024, doc="torch CPU threads (unset: torch's default)")
 
-    def __post_init__(self) -> None:
-        _check_range(self, "rank", 1, 1024)
-        _check_range(self, "alpha", 1, 4096)
-        _check_range(self, "dropout", 0.0, 0.9)
-        if self.top_layers is not None:
-            _check_range(self, "top_layers", 1, 1000)
-        _check_range(self, "lr", 1e-7, 1.0)
-        _check_range(self, "weight_decay", 0.0, 1.0)
-        _check_range(self, "epochs", 0.01, 1000)
-        if self.max_steps is not None:
-            _check_range(self, "max_steps", 1, 10_000_000)
-        _check_range(self, "batch_size", 1, 4096)
-        _check_range(self, "grad_accum", 1, 4096)
-        _check_range(self, "max_seq_len", 16, 131_072)
-        _check_range(self, "warmup_ratio", 0.0, 0.5)
-        _check_choice(self, "scheduler", ("cosine", "linear", "constant"))
-        _check_range(self, "val_fraction", 0.0, 0.5)
-        _check_range(self, "eval_every", 1, 10_000_000)
-        _check_range(self, "save_every", 1, 10_000_000)
-        _check_range(self, "keep_checkpoints", 1, 1000)
-        _check_range(self, "early_stopping_patience", 0, 1000)
-        _check_choice(self, "dtype", ("auto", "float32", "float16", "bfloat16"))
-        tm = self.target_modules
-        if tm is not None and (not isinstance(tm, list) or not all(isinstance(t, str) and t for t in tm)):
+    def check(self) -> None:
+        if self.target_modules is not None and not all(self.target_modules):
             raise ConfigError("TrainConfig.target_modules must be a list of module names, e.g. ['q_proj']")
 
 
@@ -120,20 +106,9 @@ class TrainResult:
 
 
 # ------------------------------------------------------------------ tokenisation
-def render_prompt(tok: Any, messages: Sequence[dict[str, str]]) -> str:
-    """The prompt text exactly as ``Generator.render`` builds it at serving time."""
-    if getattr(tok, "chat_template", None):
-        return tok.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
-    parts = []
-    for m in messages:
-        role = {"system": "", "user": "Question: ", "assistant": "Answer: "}.get(m["role"], "")
-        parts.append(role + m["content"].strip())
-    return "\n\n".join(parts) + "\n\nAnswer:"
-
-
 def encode(tok: Any, ex: TrainExample, max_seq_len: int) -> tuple[list[int], list[int]] | None:
     """(input ids, labels) with the prompt masked; None when the example does not fit ``max_seq_len``."""
-    prompt = tok(render_prompt(tok, ex.prompt_messages), add_special_tokens=False)["input_ids"]
+    prompt = tok(render(tok, ex.prompt_messages), add_special_tokens=False)["input_ids"]
     answer = tok(ex.response.strip(), add_special_tokens=False)["input_ids"]
     if tok.eos_token_id is not None:
         answer = answer + [tok.eos_token_id]
@@ -220,13 +195,13 @@ def load_for_training(model_path: Path, config: TrainConfig) -> tuple[Any, Any, 
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ..generation import _resolve_device, _resolve_dtype
+    from ..devices import resolve_device, resolve_dtype
 
     if not (model_path / "config.json").is_file():
         raise KBError(f"not a transformers model folder (no config.json): {model_path}; fine-tuning "
                       "needs the converted safetensors folder (kb_assistant.generation.ensure_converted)")
-    device = _resolve_device(config.device)
-    dtype = _resolve_dtype(config.dtype, device)
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.dtype, device)
     tok = AutoTokenizer.from_pretrained(str(model_path))
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -382,7 +357,7 @@ def train(examples: Sequence[TrainExample], model_path: str | os.PathLike[str], 
                          None if best is None else round(best, 5),
                          None if best is None else round(math.exp(best), 4), state["history"], stopped_early,
                          len(enc_train), len(enc_val), device)
-    params_record = {k: v for k, v in asdict(cfg).items() if k != "extra"}
+    params_record = cfg.to_dict()
     params_record["target_modules"] = lora_targets(model_path, cfg)
     save_adapter(model, tok, out, model_path, data_hash=data_hash(examples), params=params_record,
                  metrics={"train": {k: v for k, v in result.to_dict().items() if k != "history"}},

@@ -40,8 +40,9 @@ except ImportError as exc:  # pragma: no cover - optional dependency
                       "pip install 'kb-assistant[llamaindex]'") from exc
 from pydantic import Field, PrivateAttr
 
+from ..config import GenerationConfig
 from ..errors import ConfigError
-from ..generation import GenerationConfig, Generator
+from ..generation import Generator
 
 _ROLES = {MessageRole.SYSTEM: "system", MessageRole.DEVELOPER: "system", MessageRole.USER: "user",
           MessageRole.ASSISTANT: "assistant"}

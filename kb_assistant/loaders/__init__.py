@@ -11,9 +11,10 @@ that type is loaded.
 
 from __future__ import annotations
 
-from kb_assistant.loaders.base import DEFAULT_MAX_BYTES, detect_lang, normalize_text
+from kb_assistant.loaders.base import DEFAULT_MAX_BYTES, normalize_text
 from kb_assistant.loaders.registry import detect_format, load_file, supported_suffixes
 from kb_assistant.loaders.walker import WalkEntry, walk
+from kb_assistant.text import detect_lang
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

@@ -1,4 +1,5 @@
-"""Shared helpers for all loaders: text normalisation, language detection, size checks, messages."""
+"""Shared helpers for all loaders: text normalisation, size checks, messages (language detection is
+``kb_assistant.text.detect_lang``, re-exported here for the loaders)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from kb_assistant.errors import CorruptFile, EmptyFile, FileTooLarge
+from kb_assistant.text import detect_lang
 from kb_assistant.types import Document
 
 logger = logging.getLogger(__name__)
@@ -18,26 +20,9 @@ DEFAULT_MAX_BYTES = 50 * 2**20
 #: Office files (zip containers) whose members add up to more than this are refused as zip bombs.
 MAX_UNZIPPED_BYTES = 100 * 2**20
 
-_CJK_RE = re.compile(
-    "[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\U00020000-\U0002ffff]"
-)
 _CTRL_RE = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _SPACES_RE = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000\u202f\u205f\ufeff]+")
 _BLANKS_RE = re.compile(r"\n{3,}")
-
-
-def detect_lang(text: str) -> str:
-    """Return ``"zh"`` if CJK characters are more than 20% of the letters in ``text``, else ``"en"``."""
-    letters = 0
-    cjk = 0
-    for ch in text:
-        if ch.isalpha():
-            letters += 1
-            if _CJK_RE.match(ch):
-                cjk += 1
-    if letters == 0:
-        return "en"
-    return "zh" if cjk / letters > 0.2 else "en"
 
 
 def normalize_text(text: str) -> str:

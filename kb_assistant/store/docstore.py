@@ -201,6 +201,14 @@ class DocStore:
         rows = self.conn.execute("SELECT id FROM chunks ORDER BY id").fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
+    def catalog_rows(self) -> tuple[np.ndarray, list[str], list[str | None]]:
+        """(row ids, their doc ids, their chunk ``lang``) of every chunk, by row id: what access control
+        and filters need (see :class:`kb_assistant.store.catalog.Catalog`)."""
+        rows = self.conn.execute(
+            "SELECT id, doc_id, json_extract(metadata, '$.lang') FROM chunks ORDER BY id").fetchall()
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        return ids, [r[1] for r in rows], [r[2] for r in rows]
+
     def vectors(self, ids: Sequence[int], dim: int) -> np.ndarray:
         out = np.empty((len(ids), dim), dtype=np.float32)
         for start in range(0, len(ids), 500):

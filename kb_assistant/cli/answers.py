@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from .cli import EXIT_OK, _open, register
+from .common import EXIT_OK, open_kb
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
@@ -47,7 +47,7 @@ def _setup_common(p: argparse.ArgumentParser) -> None:
 
 
 def _open_with_adapter(args: argparse.Namespace) -> Any:
-    kb = _open(args)
+    kb = open_kb(args)
     if args.adapter:
         from pathlib import Path
 
@@ -117,5 +117,7 @@ def _run_chat(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-register("ask", "answer a question from the knowledge base, with sources", _setup_ask, _run_ask)
-register("chat", "interactive conversation with follow-up questions", _setup_chat, _run_chat)
+COMMANDS = [
+    ("ask", "answer a question from the knowledge base, with sources", _setup_ask, _run_ask),
+    ("chat", "interactive conversation with follow-up questions", _setup_chat, _run_chat),
+]

@@ -20,7 +20,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from .server_common import (
+from .common import (
     AnswerPayload,
     Caller,
     effective_groups,
@@ -105,7 +105,7 @@ def _chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish: st
 
 
 async def _stream(st: Any, question: str, params: dict[str, Any], model: str) -> AsyncIterator[str]:
-    from .server import error_status
+    from .app import error_status
 
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     yield _chunk(cid, created, model, {"role": "assistant", "content": ""})

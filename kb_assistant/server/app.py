@@ -4,13 +4,13 @@
 
 Routes: ``POST /v1/search``, ``POST /v1/ask`` (``"stream": true`` -> server-sent events),
 ``POST/GET /v1/documents``, ``DELETE /v1/documents/{doc_id}``, ``GET /healthz``, the OpenAI-compatible
-``POST /v1/chat/completions`` and ``GET /v1/models`` (:mod:`kb_assistant.server_openai`) and the web
+``POST /v1/chat/completions`` and ``GET /v1/models`` (:mod:`kb_assistant.server.openai_api`) and the web
 chat page at ``/``.
 
 Access: with API keys (a JSON file ``{"key": ["group", ...]}``) every ``/v1`` request needs a key and
 searches only the documents readable by the key's groups; without keys the server trusts its callers and
 refuses to listen on anything but localhost. The generator runs for one answer at a time, others wait
-in a bounded line (full -> 503; :mod:`kb_assistant.server_queue`); answers run in worker threads, so
+in a bounded line (full -> 503; :mod:`kb_assistant.server.gate`); answers run in worker threads, so
 ``/healthz`` and ``/v1/search`` stay responsive while the model generates, and answers that need no
 generation (cached, unknown, extractive) never wait behind one.
 """
@@ -34,9 +34,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from ._version import __version__
-from .errors import AccessDenied, ConfigError, KBError
-from .server_common import (
+from .._version import __version__
+from ..errors import AccessDenied, ConfigError, KBError
+from .common import (
     LOCAL_HOSTS,
     AnswerPayload,
     Caller,
@@ -46,8 +46,8 @@ from .server_common import (
     load_api_keys,
     state_of,
 )
-from .server_queue import Answerer, GenerationGate, QueueFull
-from .server_uploads import add_document_routes
+from .gate import Answerer, GenerationGate, QueueFull
+from .uploads import add_document_routes
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ def create_app(kb_or_path: Any, api_keys: str | os.PathLike[str] | Mapping[str, 
     the server answers 503.
     """
     if isinstance(kb_or_path, (str, os.PathLike)):
-        from .knowledge_base import KnowledgeBase
+        from ..knowledge_base import KnowledgeBase
 
         kb = KnowledgeBase(kb_or_path)
     else:
@@ -235,7 +235,7 @@ def create_app(kb_or_path: Any, api_keys: str | os.PathLike[str] | Mapping[str, 
     _install_error_handlers(app)
     _install_core_routes(app)
     add_document_routes(app)
-    from .server_openai import add_openai_routes
+    from .openai_api import add_openai_routes
 
     add_openai_routes(app)
     _install_static(app)

@@ -22,7 +22,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from .errors import ConfigError, KBError
+from ..errors import ConfigError, KBError
 
 logger = logging.getLogger(__name__)
 

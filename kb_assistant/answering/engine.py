@@ -6,7 +6,7 @@ Flow of ``QueryEngine.ask``:
 2. cache: an LRU keyed by (normalised question, params, kb_version); any version change empties it;
 3. retrieve ``k`` hits; **unknown gate**: no hit, or top ``hit.score`` < ``unknown_threshold`` ->
    the unknown template, and the generator is never created nor called;
-4. evidence: the best sentences of the hits (``extractive.select_evidence``) form the numbered
+4. evidence: the best sentences of the hits (``prompts.select_context``) form the numbered
    passages [1]..[n] of a short prompt;
 5. generate (``answer_mode="generate"``, or ``"auto"`` for a language in ``generate_langs``) and
    **post-check**: if the generated text's content terms overlap the evidence less than
@@ -24,90 +24,28 @@ import logging
 import re
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import _check_choice, _check_range
-from .errors import ConfigError
-from .extractive import (
-    Evidence,
-    select_evidence,
-    strip_citations,
-    support_score,
-    terms,
-    truncate_sentences,
-    unsupported_details,
-)
-from .generation import GenerationConfig
-from .prompts import build_messages, detect_lang, rewrite_followup, unknown_text
-from .safety import AuditLog, SafetyConfig, SafetyFilter
-from .types import Hit
+from ..config import ANSWER_MODES, GenerationConfig, QueryConfig
+from ..errors import ConfigError
+from ..evidence import Evidence, grounding
+from ..prompts import select_context, unknown_text
+from ..safety import AuditLog, SafetyFilter
+from ..text import CITATION_RE, detect_lang, terms, truncate_sentences
+from ..types import Hit
+
+if TYPE_CHECKING:
+    from .chat import ChatSession
+    from .streaming import StreamingAnswer
 
 logger = logging.getLogger(__name__)
 
 SearchFn = Callable[..., list[Hit]]
-_CITE_RE = re.compile(r"\[(\d+)\]")
 _GEN_FIELDS = {f.name for f in fields(GenerationConfig) if f.init}
 _QUERY_PARAMS = {"k", "groups", "answer_mode", "kb_version", "use_cache"}
-
-
-@dataclass
-class QueryConfig:
-    """Answer-stage settings (the ``[query]`` section of a knowledge base's config.toml)."""
-
-    k: int = 5
-    #: calibrated relevance below which the answer is "unknown": 0.34 is the threshold `kb calibrate`
-    #: picked on the dev QA set (refuses 91.2% of its unanswerable questions, answers 94.2% of the
-    #: answerable ones); re-run `kb calibrate` on your own QA file to fit your documents
-    unknown_threshold: float = 0.34
-    max_context_tokens: int = 256
-    unknown_text: dict[str, str] = field(default_factory=dict)
-    max_history_turns: int = 3
-    cache_size: int = 256
-    #: minimum fraction of the answer's terms found in the evidence to keep a generated answer
-    support_threshold: float = 0.5
-    #: "auto": generate (with the extractive fallback) for ``generate_langs``, extractive otherwise;
-    #: "generate": generate in every language; "extractive": never call the generator
-    answer_mode: str = "auto"
-    #: languages the generator writes well enough (SmolLM2-135M cannot write Chinese: measured)
-    generate_langs: list[str] = field(default_factory=lambda: ["en"])
-    evidence_sentences: int = 3
-    #: evidence sentences an extractive answer quotes (2 measured best: the dev set's expected facts are
-    #: in the best sentence for 44 % of answerable questions, in the best two for 57 %)
-    extractive_sentences: int = 2
-    max_new_tokens: int = 48
-    max_sentences: int | None = 1
-    #: ask_stream holds back this many words (or the first sentence) to check support before showing them
-    stream_check_terms: int = 4
-    #: JSONL audit log of every answer (relative paths are inside the knowledge base folder); None: off
-    audit_log: str | None = None
-
-    def __post_init__(self) -> None:
-        _check_range(self, "k", 1, 100)
-        _check_range(self, "unknown_threshold", 0.0, 1.0)
-        _check_range(self, "max_context_tokens", 32, 32_768)
-        _check_range(self, "max_history_turns", 0, 100)
-        _check_range(self, "cache_size", 0, 1_000_000)
-        _check_range(self, "support_threshold", 0.0, 1.0)
-        _check_choice(self, "answer_mode", ("auto", "generate", "extractive"))
-        _check_range(self, "evidence_sentences", 1, 20)
-        _check_range(self, "extractive_sentences", 1, 20)
-        _check_range(self, "max_new_tokens", 1, 4096)
-        _check_range(self, "stream_check_terms", 1, 100)
-        if not isinstance(self.unknown_text, dict):
-            raise ConfigError("QueryConfig.unknown_text must be a mapping of language -> text")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> QueryConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"unknown query setting(s): {', '.join(sorted(unknown))}; "
-                              f"allowed: {', '.join(sorted(known))}")
-        return cls(**data)
 
 
 @dataclass
@@ -248,8 +186,9 @@ class QueryEngine:
         k = int(qp.get("k", cfg.k))
         groups = qp.get("groups")
         mode = qp.get("answer_mode", cfg.answer_mode)
-        if mode not in ("auto", "generate", "extractive"):
-            raise ConfigError(f"answer_mode must be one of 'auto', 'generate', 'extractive'; got {mode!r}")
+        if mode not in ANSWER_MODES:
+            allowed = ", ".join(map(repr, ANSWER_MODES))
+            raise ConfigError(f"answer_mode must be one of {allowed}; got {mode!r}")
         gen_kwargs = {"max_new_tokens": cfg.max_new_tokens, "max_sentences": cfg.max_sentences,
                       **self.generation, **gp}
         prep.gen_config = GenerationConfig(**gen_kwargs)
@@ -281,27 +220,20 @@ class QueryEngine:
             prep.answer = Answer(unknown_text(lang, cfg.unknown_text), unknown=True, sources=hits,
                                  mode="unknown", lang=lang, question=question, query=query)
             return prep
-        evidence = select_evidence(query, [strip_citations(h.text) for h in hits],
-                                   max_sentences=cfg.evidence_sentences,
-                                   focus=question if query != question else None)
-        if not evidence:  # hits without usable text
+        ctx = select_context(query, [h.text for h in hits], lang=lang,
+                             evidence_sentences=cfg.evidence_sentences,
+                             focus=question if query != question else None)
+        if ctx is None:  # hits without usable text
             prep.answer = Answer(unknown_text(lang, cfg.unknown_text), unknown=True, sources=hits,
                                  mode="unknown", lang=lang, question=question, query=query)
             return prep
-        # prompt passages: one per hit that gave evidence, in rank order; text = its evidence sentences
-        order = sorted({ev.passage for ev in evidence})
-        number = {p: i for i, p in enumerate(order, start=1)}
-        prep.sources = [hits[p] for p in order]
-        prep.evidence = evidence
-        prep.ev_number = [number[ev.passage] for ev in evidence]
-        passage_texts = [" ".join(ev.text for ev in sorted(evidence, key=lambda e: e.position)
-                                  if ev.passage == p) for p in order]
+        prep.sources = [hits[p] for p in ctx.order]
+        prep.evidence, prep.ev_number = ctx.evidence, ctx.ev_number
         if mode == "extractive" or (mode == "auto" and lang not in cfg.generate_langs):
             prep.answer = self._extractive(prep)
             return prep
         counter = self.generator.count_tokens if hasattr(self.generator, "count_tokens") else None
-        prep.messages, _ = build_messages(query, passage_texts, lang=lang,
-                                          max_context_tokens=cfg.max_context_tokens, count_tokens=counter)
+        prep.messages, _ = ctx.messages(max_context_tokens=cfg.max_context_tokens, count_tokens=counter)
         prep.timings["prepare"] = _ms(t0) - prep.timings["retrieve"]
         return prep
 
@@ -333,14 +265,13 @@ class QueryEngine:
                       support=support)
 
     def _check_and_cite(self, prep: _Prepared, text: str) -> Answer:
-        ev_texts = [ev.text for ev in prep.evidence]
-        support = support_score(text, ev_texts)
-        problems = unsupported_details(text, ev_texts, prep.query)
-        logger.debug("generated (support %.2f, %s): %r", support, problems, text)
-        if not text.strip() or support < self.config.support_threshold or problems:
+        g = self.grounding(prep, text, prep.query)
+        support = g.support
+        logger.debug("generated (support %.2f, %s): %r", support, g.problems, text)
+        if not g.ok:
             logger.info("generated answer not grounded (support %.2f, threshold %.2f; %s): "
                         "using the extractive answer", support, self.config.support_threshold,
-                        "; ".join(problems) or "low overlap")
+                        "; ".join(g.problems) or "low overlap")
             return self._extractive(prep, support)
         text, citations = self._cite(prep, text)
         return Answer(text, unknown=False, sources=prep.sources, citations=citations, mode="generated",
@@ -349,9 +280,9 @@ class QueryEngine:
 
     def _cite(self, prep: _Prepared, text: str, strip_invalid: bool = True) -> tuple[str, dict[int, Hit]]:
         n_sources = len(prep.sources)
-        valid = {int(m) for m in _CITE_RE.findall(text) if 1 <= int(m) <= n_sources}
+        valid = {int(m) for m in CITATION_RE.findall(text) if 1 <= int(m) <= n_sources}
         if strip_invalid:  # a marker beyond the passages is a hallucination
-            text = _CITE_RE.sub(lambda m: m.group(0) if int(m.group(1)) in valid else "", text)
+            text = CITATION_RE.sub(lambda m: m.group(0) if int(m.group(1)) in valid else "", text)
             text = re.sub(r"[ \t]{2,}", " ", text).strip()
         if not valid:
             a_terms = set(terms(text))
@@ -396,150 +327,20 @@ class QueryEngine:
         first = truncate_sentences(text, 1)
         if first == text.strip() and len(terms(text)) < self.config.stream_check_terms:
             return None
-        ev_texts = [ev.text for ev in prep.evidence]
-        return support_score(first, ev_texts) >= self.config.support_threshold and not unsupported_details(
-            first, ev_texts)
+        return self.grounding(prep, first).ok
+
+    def grounding(self, prep: _Prepared, text: str, question: str = "") -> Any:
+        """:func:`kb_assistant.evidence.grounding` of ``text`` against this question's evidence."""
+        return grounding(text, [ev.text for ev in prep.evidence], self.config.support_threshold, question)
 
     def ask_stream(self, question: str, *, query: str | None = None, **params: Any) -> StreamingAnswer:
         """Like :meth:`ask` but returns an iterable of text pieces; ``.answer`` is set once exhausted."""
+        from .streaming import StreamingAnswer
+
         return StreamingAnswer(self, self._prepare(question, query, params))
 
     def chat(self, max_history_turns: int | None = None) -> ChatSession:
+        from .chat import ChatSession
+
         turns = self.config.max_history_turns if max_history_turns is None else max_history_turns
         return ChatSession(self, max_history_turns=turns)
-
-
-def engine_for(kb: Any) -> QueryEngine:
-    """The QueryEngine of a ``KnowledgeBase``: its ``search``, ``version`` and ``adapter``, and the
-    ``[query]``, ``[generation]`` (Generator options + decoding defaults) and ``[safety]`` config tables."""
-    from .generation import Generator, split_generation_section
-
-    cfg = kb.config
-    query_cfg = QueryConfig.from_dict(dict(cfg.query))
-    gen_kw, decode_kw = split_generation_section(dict(cfg.generation))
-    safety = SafetyFilter(SafetyConfig.from_dict(dict(cfg.safety))) if cfg.safety else None
-    audit = None
-    if query_cfg.audit_log:
-        path = Path(query_cfg.audit_log)
-        audit = AuditLog(path if path.is_absolute() else Path(kb.path) / path,
-                         redact_pii=safety.config.redact_audit if safety else True)
-    adapter = getattr(kb, "adapter", None)
-
-    def search(query: str, k: int, groups: Any = None) -> list[Hit]:
-        return kb.search(query, k, groups=groups)
-
-    return QueryEngine(search, lambda: Generator(adapter=adapter, **gen_kw), query_cfg,
-                       generation=decode_kw, safety=safety, audit=audit, version_fn=lambda: kb.version)
-
-
-class StreamingAnswer:
-    """Iterate to receive answer pieces as they are generated; ``answer`` holds the final Answer.
-
-    The first sentence (or first ``stream_check_terms`` content words) is held back and checked against
-    the evidence before anything is shown: if it drifts, generation stops and the extractive answer is
-    streamed instead. Later text is streamed as it comes; if the whole answer then fails the grounding
-    check, ``answer.supported`` is False and the evidence sentence is appended ("\nSource [1]: ...").
-    """
-
-    def __init__(self, engine: QueryEngine, prep: _Prepared) -> None:
-        self._engine, self._prep = engine, prep
-        self.answer: Answer | None = None
-
-    def __iter__(self) -> Iterator[str]:
-        prep, engine = self._prep, self._engine
-        if prep.answer is not None:
-            self.answer = engine._finish(prep, prep.answer)
-            yield self.answer.text
-            return
-        cfg = prep.gen_config
-        assert cfg is not None
-        t = time.perf_counter()
-        acc, emitted, checked = "", "", False
-        stream = engine.generator.stream(prep.messages, cfg)
-        try:
-            for piece in stream:
-                acc += piece
-                allowed = truncate_sentences(acc, cfg.max_sentences)
-                if not checked:
-                    ok = engine._first_words_ok(prep, acc)
-                    if ok is None:
-                        continue  # first sentence not complete yet
-                    checked = True
-                    if not ok:
-                        break
-                if len(allowed) > len(emitted):
-                    if "first_token" not in prep.timings:
-                        prep.timings["first_token"] = _ms(prep.t0)
-                    yield allowed[len(emitted):] if emitted else allowed
-                    emitted = allowed
-        finally:
-            stream.close()
-        prep.timings["generate"] = _ms(t)
-        text = truncate_sentences(acc, cfg.max_sentences)
-        if not checked and text:
-            ev_texts = [ev.text for ev in prep.evidence]
-            support = support_score(text, ev_texts)
-            checked = support >= engine.config.support_threshold and not unsupported_details(
-                text, ev_texts, prep.query)
-            if checked:
-                prep.timings["first_token"] = _ms(prep.t0)
-                yield text
-                emitted = text
-        if not emitted:
-            answer = engine._extractive(prep)
-            prep.timings.setdefault("first_token", _ms(prep.t0))
-            yield answer.text
-        else:
-            full, citations = engine._cite(prep, emitted, strip_invalid=False)
-            if len(full) > len(emitted):
-                yield full[len(emitted):]
-            ev_texts = [ev.text for ev in prep.evidence]
-            support = support_score(emitted, ev_texts)
-            grounded = support >= engine.config.support_threshold and not unsupported_details(
-                emitted, ev_texts, prep.query)
-            if not grounded:  # streamed text cannot be taken back: quote the evidence after it
-                quote = engine._extractive(prep)
-                label = "\n来源" if prep.lang == "zh" else "\nSource "
-                n = next(iter(quote.citations))
-                piece = f"{label}[{n}]{'：' if prep.lang == 'zh' else ': '}{prep.evidence[0].text}"
-                yield piece
-                full += piece
-                citations = {**citations, **quote.citations}
-            answer = Answer(full, unknown=False, sources=prep.sources, citations=citations, mode="generated",
-                            lang=prep.lang, supported=grounded,
-                            question=prep.question, query=prep.query, support=support)
-        self.answer = engine._finish(prep, answer)
-
-
-class ChatSession:
-    """A conversation: follow-up questions are rewritten into standalone ones before retrieval
-    (:func:`kb_assistant.prompts.rewrite_followup`); the last ``max_history_turns`` turns are kept."""
-
-    def __init__(self, engine: QueryEngine, max_history_turns: int = 3) -> None:
-        self.engine = engine
-        self.history: deque[tuple[str, str, Answer]] = deque(maxlen=max(1, max_history_turns))
-
-    def rewrite(self, question: str) -> str:
-        previous = self.history[-1][1] if self.history else None
-        return rewrite_followup(question, previous)
-
-    def ask(self, question: str, **params: Any) -> Answer:
-        query = self.rewrite(question)
-        answer = self.engine.ask(question, query=query, **params)
-        self.history.append((question, query, answer))
-        return answer
-
-    def ask_stream(self, question: str, **params: Any) -> Iterator[str]:
-        """Yield answer pieces; the turn is recorded (and ``last_answer`` set) when the stream ends."""
-        query = self.rewrite(question)
-        streaming = self.engine.ask_stream(question, query=query, **params)
-        yield from streaming
-        assert streaming.answer is not None
-        self.history.append((question, query, streaming.answer))
-
-    @property
-    def last_answer(self) -> Answer | None:
-        return self.history[-1][2] if self.history else None
-
-    def reset(self) -> None:
-        self.history.clear()

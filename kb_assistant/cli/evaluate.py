@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from .cli import EXIT_OK, _open, register
+from .common import EXIT_OK, open_kb
 
 
 def _setup_eval(p: argparse.ArgumentParser) -> None:
@@ -21,13 +21,13 @@ def _setup_eval(p: argparse.ArgumentParser) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
-    kb = _open(args)
+    kb = open_kb(args)
     if args.what == "retrieval":
-        from .evaluation.retrieval_eval import evaluate_kb
+        from ..evaluation.retrieval_eval import evaluate_kb
 
         report: Any = evaluate_kb(kb, args.qa, k=args.k, groups=args.group)
     else:
-        from .evaluation.answers_eval import evaluate_kb_answers
+        from ..evaluation.answers_eval import evaluate_kb_answers
 
         if args.adapter:
             kb.adapter = args.adapter
@@ -40,7 +40,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _setup_calibrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kb", required=True, help="knowledge base directory")
     p.add_argument("--qa", required=True, help="QA file with answerable and unanswerable questions")
-    from .evaluation.metrics import MAX_FALSE_UNKNOWN, TARGET_UNKNOWN_RECALL
+    from ..evaluation.metrics import MAX_FALSE_UNKNOWN, TARGET_UNKNOWN_RECALL
 
     p.add_argument("--target-unknown-recall", type=float, default=TARGET_UNKNOWN_RECALL,
                    help="share of unanswerable questions the gate must refuse "
@@ -52,20 +52,20 @@ def _setup_calibrate(p: argparse.ArgumentParser) -> None:
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
-    from .evaluation.retrieval_eval import calibrate
-    from .knowledge_base import CONFIG_FILE
+    from ..evaluation.retrieval_eval import calibrate
+    from ..knowledge_base import CONFIG_FILE
 
-    kb = _open(args)
+    kb = open_kb(args)
     threshold = calibrate(kb, args.qa, target_unknown_recall=args.target_unknown_recall,
                           max_false_unknown=args.max_false_unknown)
-    kb.config = kb.config.merged({"query": {"unknown_threshold": round(threshold, 4)}})
-    kb.config.save(kb.path / CONFIG_FILE)
     out = {"unknown_threshold": threshold, "config": str(kb.path / CONFIG_FILE)}
     print(json.dumps(out) if args.json else
           f"unknown_threshold = {threshold:.4f} (saved in {kb.path / CONFIG_FILE})")
     return EXIT_OK
 
 
-register("eval", "evaluate retrieval or answers on a QA file", _setup_eval, _run_eval)
-register("calibrate", "fit the score calibration and the unknown-gate threshold", _setup_calibrate,
-         _run_calibrate)
+COMMANDS = [
+    ("eval", "evaluate retrieval or answers on a QA file", _setup_eval, _run_eval),
+    ("calibrate", "fit the score calibration and the unknown-gate threshold", _setup_calibrate,
+     _run_calibrate),
+]

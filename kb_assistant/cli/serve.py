@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import EXIT_OK, register
-from .errors import ConfigError
+from ..errors import ConfigError
+from .common import EXIT_OK
 
 
 def setup(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +22,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from .server import check_bind, serve
+        from ..server import check_bind, serve
     except ModuleNotFoundError as exc:
         raise ConfigError(f"kb serve needs the server extra ({exc.name} is missing): "
                           f"pip install 'kb-assistant[server]'") from exc
@@ -35,4 +35,6 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-register("serve", "run the REST API (OpenAI-compatible) and the web chat page", setup, run)
+COMMANDS = [
+    ("serve", "run the REST API (OpenAI-compatible) and the web chat page", setup, run),
+]

@@ -1,6 +1,6 @@
 """Shared pieces of the REST server: API keys -> ACL groups, the generation queue, answer/hit JSON.
 
-Kept free of route definitions so ``server.py`` (native API) and ``server_openai.py`` (OpenAI-compatible
+Kept free of route definitions so ``app.py`` (native API) and ``openai_api.py`` (OpenAI-compatible
 API) share one notion of caller, queue and answer payload.
 """
 
@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from .errors import AccessDenied, ConfigError
+from ..errors import AccessDenied, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class AnswerPayload:
 def history_query(question: str, previous_user_messages: Iterable[str]) -> str:
     """The standalone search query of ``question`` after a conversation: each earlier user message
     is rewritten against the one before it, as :class:`ChatSession` does, and the last one is used."""
-    from .prompts import rewrite_followup
+    from ..answering.chat import rewrite_followup
 
     query: str | None = None
     for text in previous_user_messages:

@@ -15,17 +15,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli import EXIT_OK, register
+from .common import EXIT_OK
 
 logger = logging.getLogger("kb_assistant.cli")
 
 
 def _model_path(args: argparse.Namespace, kb: Any = None) -> Path:
-    from .generation import default_generator_path, ensure_converted
+    from ..generation import default_generator_path, ensure_converted
 
     path = getattr(args, "model", None)
     if not path and kb is not None:
-        path = kb.config.generation.get("model_path")
+        path = kb.config.generation.model_path
     if not path:
         return default_generator_path()
     path = Path(path).expanduser()
@@ -33,9 +33,7 @@ def _model_path(args: argparse.Namespace, kb: Any = None) -> Path:
 
 
 def _query_config(kb: Any) -> Any:
-    from .query_engine import QueryConfig
-
-    return QueryConfig.from_dict(dict(kb.config.query or {}))
+    return kb.config.query
 
 
 def _counter(model_path: Path) -> Any:
@@ -50,8 +48,8 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from .finetune.data import DataGenConfig, eval_evidence, generate_examples, save_examples
-    from .knowledge_base import KnowledgeBase
+    from ..finetune.data import DataGenConfig, eval_evidence, generate_examples, save_examples
+    from ..knowledge_base import KnowledgeBase
 
     kb = KnowledgeBase(args.kb)
     qc = _query_config(kb)
@@ -62,8 +60,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     model_path = _model_path(args, kb)
     question_fn = None
     if args.llm_questions > 0:
-        from .finetune.data import generator_question_fn
-        from .generation import Generator
+        from ..finetune.data import generator_question_fn
+        from ..generation import Generator
 
         question_fn = generator_question_fn(Generator(model_path))
     exclude = eval_evidence(args.exclude_qa) if args.exclude_qa else []
@@ -78,8 +76,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, kb: Any, model_path: Path, adapter: Path, heldout: list[Any]) -> dict:
-    from .finetune.adapters import update_metrics
-    from .finetune.evaluate import (
+    from ..finetune.adapters import update_metrics
+    from ..finetune.evaluate import (
         before_after,
         format_table,
         items_from_examples,
@@ -108,7 +106,7 @@ def _evaluate(args: argparse.Namespace, kb: Any, model_path: Path, adapter: Path
 
 
 def _train_config(args: argparse.Namespace) -> Any:
-    from .finetune.train import TrainConfig
+    from ..finetune.train import TrainConfig
 
     kw: dict[str, Any] = {"seed": args.seed, "batch_size": args.batch_size, "grad_accum": args.grad_accum,
                           "max_seq_len": args.max_seq_len, "max_steps": args.max_steps, "epochs": args.epochs,
@@ -121,9 +119,9 @@ def _train_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .finetune.data import load_examples
-    from .finetune.train import split_examples, train
-    from .knowledge_base import KnowledgeBase
+    from ..finetune.data import load_examples
+    from ..finetune.train import split_examples, train
+    from ..knowledge_base import KnowledgeBase
 
     cfg = _train_config(args)
     examples = load_examples(args.data)
@@ -142,10 +140,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .finetune.adapters import read_manifest
-    from .finetune.data import load_examples
-    from .finetune.train import split_examples
-    from .knowledge_base import KnowledgeBase
+    from ..finetune.adapters import read_manifest
+    from ..finetune.data import load_examples
+    from ..finetune.train import split_examples
+    from ..knowledge_base import KnowledgeBase
 
     kb = KnowledgeBase(args.kb)
     manifest = read_manifest(args.adapter)
@@ -162,7 +160,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from .finetune.adapters import merge_adapter
+    from ..finetune.adapters import merge_adapter
 
     out = merge_adapter(args.adapter, args.out, _model_path(args))
     print(f"merged model written to {out}")
@@ -242,4 +240,6 @@ def run(args: argparse.Namespace) -> int:
     return int(args.finetune_func(args))
 
 
-register("finetune", "fine-tune the generator on the knowledge base (LoRA)", setup, run)
+COMMANDS = [
+    ("finetune", "fine-tune the generator on the knowledge base (LoRA)", setup, run),
+]

@@ -1,4 +1,4 @@
-"""Extractive anchor: find the passage sentences that best answer a question, and check support.
+"""Evidence: the passage sentences that best answer a question, and how well an answer is supported.
 
 A 135M-parameter generator does not reliably copy facts from long passages, so the answer stage
 (1) gives it only the few sentences that best match the question and (2) checks that what it wrote
@@ -18,77 +18,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .text import CITATION_RE, split_sentences, terms
+
 logger = logging.getLogger(__name__)
-
-_CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_CJK_RE = re.compile(f"[{_CJK}]")
-_CJK_RUN_RE = re.compile(f"[{_CJK}]+")
-_WORD_RE = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
-# sentence ends: Chinese 。！？；… (no space needed) or Latin .!? followed by space/end; also line breaks
-_SENT_SPLIT_RE = re.compile(r"(?<=[。！？；!?])\s*|(?<=[.;])\s+(?=[A-Z0-9\"'(\[\u4e00-\u9fff])|\n{1,}")
-_CITE_RE = re.compile(r"\[\d+\]")
-# a sentence end followed by the start of the next sentence (so trailing citations "[1]" are kept)
-SENTENCE_END_RE = re.compile(r"(?:[.!?](?:\s*\[\d+\])*\s+|[。！？](?:\s*\[\d+\])*\s*)(?=[^\s\[])")
-
-_EN_STOP = (
-    """a an the of to in on at for by with from as is are was were be been being am do does did
-    what which who whom whose when where why how that this these those it its they them their there
-    and or but if then so not no yes can could should would will shall may might must i you he she we
-    me my your our his her us about into over under than too very just also any some all each more most
-    other such only own same s t don doesn isn aren wasn weren has have had having tell please know
-    many much get gets got"""
-)
-EN_STOPWORDS = frozenset(_EN_STOP.split())
-_ZH_STOP = (
-    "的 了 是 在 和 与 及 或 吗 呢 吧 啊 么 什么 怎么 如何 哪 哪些 哪个 多少 几 谁 为什么 请问 请 "
-    "我 你 他 她 它 我们 你们 他们 这 那 这个 那个 有 没有 一个 可以 能 会 要 把 被 对 从 中 上 下 为 "
-    "吗？ 呀 嘛 就 都 也 还 又 很 该 其"
-)
-ZH_STOPWORDS = frozenset(_ZH_STOP.split())
-
-
-def is_cjk(text: str) -> bool:
-    """True when CJK ideographs make up at least 20% of the letters of ``text``."""
-    cjk = len(_CJK_RE.findall(text))
-    latin = len(re.findall(r"[A-Za-z]", text))
-    return cjk > 0 and cjk >= 0.2 * (cjk + latin / 4)
-
-
-def split_sentences(text: str, *, max_chars: int = 400) -> list[str]:
-    """Split English and Chinese text into sentences; over-long pieces are cut at ``max_chars``."""
-    out: list[str] = []
-    for piece in _SENT_SPLIT_RE.split(text or ""):
-        piece = piece.strip()
-        while len(piece) > max_chars:
-            cut = piece.rfind(" ", 0, max_chars)
-            cut = cut if cut > max_chars // 2 else max_chars
-            out.append(piece[:cut].strip())
-            piece = piece[cut:].strip()
-        if piece:
-            out.append(piece)
-    return out
-
-
-def _jieba_words(text: str) -> list[str]:
-    try:
-        import jieba  # lazy: jieba builds its dictionary on first use (~1 s)
-
-        jieba.setLogLevel(logging.WARNING)
-        return [w for w in jieba.lcut(text) if w.strip()]
-    except ImportError:  # pragma: no cover - jieba is a dependency
-        return []
-
-
-def terms(text: str) -> list[str]:
-    """Content terms of ``text``: lowercase Latin words and, for CJK runs, jieba words + characters."""
-    low = (text or "").lower()
-    out = [w for w in _WORD_RE.findall(low) if w not in EN_STOPWORDS]
-    for run in _CJK_RUN_RE.findall(low):
-        words = _jieba_words(run) if len(run) > 1 else [run]
-        out.extend(w for w in words if w not in ZH_STOPWORDS and len(w) > 1)
-        out.extend(ch for ch in run if ch not in ZH_STOPWORDS)
-    return out
-
 
 @dataclass
 class Evidence:
@@ -122,7 +54,7 @@ def select_evidence(
     candidates: list[tuple[int, int, str, set[str]]] = []
     for p_idx, passage in enumerate(passages):
         for s_idx, sent in enumerate(split_sentences(passage)):
-            if len(_CITE_RE.sub("", sent).strip()) < 2:
+            if len(CITATION_RE.sub("", sent).strip()) < 2:
                 continue
             candidates.append((p_idx, s_idx, sent, set(terms(sent))))
     if not candidates:
@@ -168,7 +100,7 @@ def support_score(answer: str, evidence: Sequence[str]) -> float:
 
     Citation markers are ignored. An answer with no content terms scores 0 (nothing to support).
     """
-    a_terms = terms(_CITE_RE.sub(" ", answer))
+    a_terms = terms(CITATION_RE.sub(" ", answer))
     if not a_terms:
         return 0.0
     pool: set[str] = set()
@@ -191,7 +123,7 @@ def unsupported_details(answer: str, evidence: Sequence[str], question: str = ""
     for sent in evidence:
         pool.update(terms(sent))
     q_terms = set(terms(question)) if question else set()
-    a_terms = terms(_CITE_RE.sub(" ", answer))
+    a_terms = terms(CITATION_RE.sub(" ", answer))
     reasons = [f"'{t}' not in evidence" for t in dict.fromkeys(a_terms)
                if _IDENT_RE.search(t) and t not in pool and t not in q_terms]
     if question and a_terms and not any(t in pool and t not in q_terms for t in a_terms):
@@ -199,17 +131,19 @@ def unsupported_details(answer: str, evidence: Sequence[str], question: str = ""
     return reasons
 
 
-def strip_citations(text: str) -> str:
-    """Remove ``[n]`` markers (line breaks are kept: they separate sentences)."""
-    text = re.sub(r"[ \t]*\[\d+\]", "", text)
-    return re.sub(r"[ \t]{2,}", " ", text).strip()
+@dataclass
+class Grounding:
+    """Whether a generated text is grounded in the evidence: ``ok``, its ``support`` and the problems."""
+
+    ok: bool
+    support: float
+    problems: list[str]
 
 
-def truncate_sentences(text: str, max_sentences: int | None) -> str:
-    """Keep the first ``max_sentences`` sentences of ``text`` (with their trailing citations)."""
-    if not max_sentences:
-        return text.strip()
-    for i, m in enumerate(SENTENCE_END_RE.finditer(text), start=1):
-        if i == max_sentences:
-            return text[: m.end()].strip()
-    return text.strip()
+def grounding(text: str, evidence: Sequence[str], threshold: float, question: str = "") -> Grounding:
+    """The one grounding rule of the answer stage: non-empty, at least ``threshold`` of its terms in the
+    evidence (:func:`support_score`) and no unsupported detail (:func:`unsupported_details`, which with
+    ``question`` also rejects an answer that only echoes the question)."""
+    support = support_score(text, evidence)
+    problems = unsupported_details(text, evidence, question)
+    return Grounding(bool(text.strip()) and support >= threshold and not problems, support, problems)

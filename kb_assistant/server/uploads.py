@@ -20,8 +20,8 @@ from fastapi import FastAPI, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from .errors import AccessDenied
-from .server_common import Caller, state_of
+from ..errors import AccessDenied
+from .common import Caller, state_of
 
 logger = logging.getLogger(__name__)
 
