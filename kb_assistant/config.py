@@ -8,6 +8,7 @@ a message naming the file, the section, the key and the allowed values.
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -17,6 +18,8 @@ from typing import Any, ClassVar
 from .errors import ConfigError
 from .settings import Settings, setting
 from .storage_utils import atomic_write_text
+
+logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -278,6 +281,10 @@ class SafetyConfig(Settings):
         return list(self.sensitive_words) + load_word_list(self.word_list_path)
 
 
+#: settings that older versions wrote and that no longer exist: dropped on load with a warning
+REMOVED_SETTINGS = {"ingest": ("parse_workers",)}
+
+
 @dataclass
 class KBConfig:
     """All sections of a knowledge base's ``config.toml``."""
@@ -303,6 +310,10 @@ class KBConfig:
                 raise ConfigError(f"unknown config section [{key}]; allowed: {', '.join(sections)}")
             if not isinstance(value, dict):
                 raise ConfigError(f"config section [{key}] must be a table")
+            removed = [k for k in REMOVED_SETTINGS.get(key, ()) if k in value]
+            if removed:
+                logger.warning("[%s] %s: no longer used, ignored", key, ", ".join(removed))
+                value = {k: v for k, v in value.items() if k not in removed}
             try:
                 kwargs[key] = sections[key].from_dict(value)
             except ConfigError as exc:

@@ -78,3 +78,8 @@ def test_safety_table_with_settings_turns_the_filter_on():
     assert not SafetyConfig().enabled
     assert SafetyConfig.from_dict({"redact_answers": True}).enabled
     assert not SafetyConfig.from_dict({"enabled": False, "mask": "#"}).enabled
+
+
+def test_settings_of_older_versions_are_dropped_not_fatal(caplog):
+    cfg = KBConfig.from_dict({"ingest": {"parse_workers": 1, "max_file_mb": 5.0}})
+    assert cfg.ingest.max_file_mb == 5.0 and "parse_workers" in caplog.text
