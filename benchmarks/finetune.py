@@ -31,6 +31,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 QA = ROOT / "benchmarks" / "data" / "debian_qa.jsonl"
 CORPUS = ROOT / "benchmarks" / ".corpus"
 CACHE = ROOT / "benchmarks" / ".cache"
+#: the handbook's sidebar labels ("BACK TO BASICS", "GOING FURTHER", ...): never cloze answers
+HANDBOOK_LABELS = ["BACK", "BASICS", "GOING", "FURTHER", "CULTURE", "SECURITY", "QUICK", "LOOK", "PRACTICE",
+                   "ALTERNATIVE", "DEBIAN", "POLICY", "COMMUNITY", "SPECIFIC", "TOOL"]
 
 
 def eval_items(n_answerable: int, n_unanswerable: int, seed: int) -> list:
@@ -65,8 +68,8 @@ def build_kb(path: Path):
 
 def adapter_only(items: list, model_path: Path, adapter: Path, heldout: list, base_file: str) -> dict:
     """Like evaluate.before_after, with the base answers/metrics read from an earlier results file."""
-    from kb_assistant.finetune.evaluate import answer_metrics, perplexity, predict
     from kb_assistant.config import GenerationConfig
+    from kb_assistant.finetune.evaluate import answer_metrics, perplexity, predict
     from kb_assistant.generation import Generator
 
     old = json.loads(Path(base_file).read_text(encoding="utf-8"))["eval"]
@@ -112,8 +115,9 @@ def main() -> int:
     import torch
     from transformers import AutoTokenizer
 
-    from kb_assistant.finetune.data import DataGenConfig, generate_examples, load_examples, save_examples
+    from kb_assistant.finetune.data import DataGenConfig, generate_examples
     from kb_assistant.finetune.evaluate import before_after, format_table, items_from_qa
+    from kb_assistant.finetune.examples import load_examples, save_examples
     from kb_assistant.finetune.train import TrainConfig, split_examples, train
     from kb_assistant.generation import default_generator_path
 
@@ -134,14 +138,15 @@ def main() -> int:
                       alpha=2 * args.rank, lr=args.lr, eval_every=20, save_every=20, max_val_examples=24,
                       threads=args.threads, seed=args.seed)
     if not args.skip_train:
-        from kb_assistant.finetune.data import eval_evidence
+        from kb_assistant.finetune.evaluate import eval_evidence
 
         t = time.perf_counter()
         examples, stats = generate_examples(kb, DataGenConfig(n=args.n, seed=args.seed,
                                                           unknown_fraction=args.unknown_fraction,
                                                           gold_first_fraction=args.gold_first,
                                                           answer_span=args.answer_span,
-                                                          unrelated_unknown_fraction=args.unrelated_unknown),
+                                                          unrelated_unknown_fraction=args.unrelated_unknown,
+                                                          skip_names=HANDBOOK_LABELS),
                                             exclude_evidence=eval_evidence(QA), count_tokens=count)
         save_examples(data_file, examples)
         record["prepare"] = {"seconds": round(time.perf_counter() - t, 1), **stats}

@@ -37,7 +37,8 @@ from kb_assistant.types import Chunk  # noqa: E402
 
 
 def synthesise(src: Path, dst: Path, n_chunks: int, seed: int = 0) -> None:
-    from kb_assistant.store.indexes import SPARSE_FILE, sparse_text as _sparse_text
+    from kb_assistant.store.indexes import SPARSE_FILE
+    from kb_assistant.store.indexes import sparse_text as _sparse_text
     from kb_assistant.store.sparse import SparseIndex
     from kb_assistant.store.vector import DenseIndex
 

@@ -61,7 +61,8 @@ def prompt_snapshot(kb: Any, items: list) -> dict[str, Any]:
             prompts[it.id] = {"mode": prep.answer.mode}
             continue
         rendered = engine.generator.render(prep.messages)
-        prompts[it.id] = {"messages": prep.messages, "rendered_sha": hashlib.sha256(rendered.encode()).hexdigest()}
+        prompts[it.id] = {"messages": prep.messages,
+                          "rendered_sha": hashlib.sha256(rendered.encode()).hexdigest()}
     n_prompts = sum(1 for p in prompts.values() if "messages" in p)
     return {"sha": _sha(prompts), "prompts": n_prompts, "unknown": len(prompts) - n_prompts}
 
@@ -70,7 +71,8 @@ def finetune_snapshot(cache: Path) -> dict[str, Any]:
     import finetune as ftb  # benchmarks/finetune.py
     from transformers import AutoTokenizer
 
-    from kb_assistant.finetune.data import DataGenConfig, eval_evidence, generate_examples
+    from kb_assistant.finetune.data import DataGenConfig, generate_examples
+    from kb_assistant.finetune.evaluate import eval_evidence
     from kb_assistant.generation import default_generator_path
 
     tok = AutoTokenizer.from_pretrained(str(default_generator_path()))
@@ -81,7 +83,8 @@ def finetune_snapshot(cache: Path) -> dict[str, Any]:
     kb = ftb.build_kb(cache / "ft_dev_kb")
     examples, stats = generate_examples(kb, DataGenConfig(n=400, seed=0, unknown_fraction=0.12,
                                                           gold_first_fraction=0.8, answer_span="passage",
-                                                          unrelated_unknown_fraction=1.0),
+                                                          unrelated_unknown_fraction=1.0,
+                                                          skip_names=ftb.HANDBOOK_LABELS),
                                         exclude_evidence=eval_evidence(QA), count_tokens=count,
                                         show_progress=False)
     text = "\n".join(json.dumps(e.to_dict(), ensure_ascii=False) for e in examples)

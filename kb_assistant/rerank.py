@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ModelNotFound
+from .lazy import Lazy
 
 logger = logging.getLogger(__name__)
 
@@ -33,23 +34,21 @@ class CrossEncoderReranker:
         self.device = device
         self.batch_size = batch_size
         self.max_length = max_length
-        self._model: Any = None
-        self._lock = threading.Lock()
+        self._model: Lazy[Any] = Lazy(self._load)
+
+    def _load(self) -> Any:
+        from sentence_transformers import CrossEncoder
+
+        from .devices import resolve_device
+
+        device = resolve_device(self.device, "reranker")
+        model = CrossEncoder(self.path, device=device, max_length=self.max_length, local_files_only=True)
+        logger.info("loaded reranker %s on %s", self.path, device)
+        return model
 
     @property
     def model(self) -> Any:
-        if self._model is None:
-            with self._lock:
-                if self._model is None:
-                    from sentence_transformers import CrossEncoder
-
-                    from .devices import resolve_device
-
-                    device = resolve_device(self.device)
-                    self._model = CrossEncoder(self.path, device=device, max_length=self.max_length,
-                                               local_files_only=True)
-                    logger.info("loaded reranker %s on %s", self.path, device)
-        return self._model
+        return self._model.get()
 
     def score(self, query: str, texts: Sequence[str]) -> np.ndarray:
         """Relevance of each text to the query (one float per text)."""

@@ -1,10 +1,12 @@
-"""Atomic file writes: temp file in the same directory, fsync, os.replace, fsync of the directory."""
+"""Atomic writes, the one implementation: a temp file (or folder) in the same directory, fsync,
+``os.replace``, fsync of the directory. A crash at any moment leaves the old or the new version."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -56,3 +58,21 @@ def atomic_write_with(target: Path, writer: Callable[[str], None]) -> None:
     """Atomically produce ``target`` with a writer that takes a file name (e.g. faiss.write_index)."""
     with atomic_path(target) as tmp:
         writer(str(tmp))
+
+
+def atomic_dir(target: Path, write: Callable[[Path], None]) -> None:
+    """Produce the folder ``target`` atomically: ``write`` fills a temp folder beside it, which then
+    replaces ``target`` (an existing one is moved aside first and removed after)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write(tmp)
+        old = target.with_name(f".{target.name}.old")
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -8,14 +8,7 @@ import re
 import pytest
 
 from kb_assistant.errors import ConfigError
-from kb_assistant.finetune.data import (
-    DataGenConfig,
-    TrainExample,
-    data_hash,
-    generate_examples,
-    load_examples,
-    save_examples,
-)
+from kb_assistant.finetune.data import DataGenConfig, generate_examples
 from kb_assistant.finetune.evaluate import (
     EvalItem,
     answer_metrics,
@@ -26,6 +19,7 @@ from kb_assistant.finetune.evaluate import (
     keyword_hit,
     rouge_l,
 )
+from kb_assistant.finetune.examples import TrainExample, data_hash, load_examples, save_examples
 from kb_assistant.finetune.templates import questions_for
 from kb_assistant.prompts import UNKNOWN_TEXT
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from kb_assistant.errors import ConfigError, KBError
-from kb_assistant.finetune.data import TrainExample
+from kb_assistant.finetune.examples import TrainExample
 from kb_assistant.finetune.train import TrainConfig, split_examples
 from kb_assistant.prompts import UNKNOWN_TEXT, build_messages
 

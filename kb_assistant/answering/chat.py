@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..text import ANSWER_STOPWORDS_EN, ANSWER_STOPWORDS_ZH, detect_lang, terms
 
 if TYPE_CHECKING:
-    from .engine import Answer, QueryEngine
+    from .answer import Answer
 
 _FOLLOWUP_STARTS_EN = ("and ", "what about", "how about", "also", "what else", "then ", "so ", "but ")
 _FOLLOWUP_STARTS_ZH = ("那", "还有", "另外", "此外", "然后", "并且", "而", "那么")
@@ -65,7 +65,7 @@ class ChatSession:
     """A conversation: follow-up questions are rewritten into standalone ones before retrieval
     (:func:`rewrite_followup`); the last ``max_history_turns`` turns are kept."""
 
-    def __init__(self, engine: QueryEngine, max_history_turns: int = 3) -> None:
+    def __init__(self, engine: Any, max_history_turns: int = 3) -> None:
         self.engine = engine
         self.history: deque[tuple[str, str, Answer]] = deque(maxlen=max(1, max_history_turns))
 

@@ -26,16 +26,17 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from ..config import ANSWER_MODES, GenerationConfig, QueryConfig
 from ..errors import ConfigError
-from ..evidence import Evidence, grounding
+from ..evidence import Grounding, grounding
 from ..prompts import select_context, unknown_text
 from ..safety import AuditLog, SafetyFilter
 from ..text import CITATION_RE, detect_lang, terms, truncate_sentences
 from ..types import Hit
+from .answer import Answer, Prepared, ms
 
 if TYPE_CHECKING:
     from .chat import ChatSession
@@ -48,58 +49,8 @@ _GEN_FIELDS = {f.name for f in fields(GenerationConfig) if f.init}
 _QUERY_PARAMS = {"k", "groups", "answer_mode", "kb_version", "use_cache"}
 
 
-@dataclass
-class Answer:
-    """The result of a question. ``citations`` maps each [n] in ``text`` to its hit."""
-
-    text: str
-    unknown: bool
-    sources: list[Hit] = field(default_factory=list)
-    citations: dict[int, Hit] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    #: "generated" | "extractive" | "unknown" | "refused"
-    mode: str = "generated"
-    lang: str = "en"
-    supported: bool = False
-    question: str = ""
-    #: the question actually searched (the rewritten follow-up in a chat)
-    query: str = ""
-    support: float = 0.0
-    cached: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "text": self.text, "unknown": self.unknown, "mode": self.mode, "lang": self.lang,
-            "supported": self.supported, "support": round(self.support, 3), "question": self.question,
-            "query": self.query, "cached": self.cached,
-            "sources": [h.to_dict() for h in self.sources],
-            "citations": {str(n): {"source": h.source, "page": h.page, "chunk_id": h.chunk_id}
-                          for n, h in self.citations.items()},
-            "timings": {k: round(v, 1) for k, v in self.timings.items()},
-        }
-
-
-def _ms(t0: float) -> float:
-    return (time.perf_counter() - t0) * 1000.0
-
-
 def _normalise(question: str) -> str:
     return " ".join(question.lower().split()).rstrip("?？!！。. ")
-
-
-class _Prepared:
-    """State shared by ask and ask_stream between retrieval and generation."""
-
-    def __init__(self, question: str, query: str, lang: str, t0: float) -> None:
-        self.question, self.query, self.lang, self.t0 = question, query, lang, t0
-        self.timings: dict[str, float] = {}
-        self.answer: Answer | None = None  # set when finished early (refused, cached, unknown)
-        self.sources: list[Hit] = []
-        self.evidence: list[Evidence] = []
-        self.ev_number: list[int] = []  # prompt number [n] of each evidence sentence
-        self.messages: list[dict[str, str]] = []
-        self.gen_config: GenerationConfig | None = None
-        self.cache_key: tuple[Any, ...] | None = None
 
 
 class QueryEngine:
@@ -148,8 +99,8 @@ class QueryEngine:
         return ({k: v for k, v in params.items() if k in _QUERY_PARAMS},
                 {k: v for k, v in params.items() if k in _GEN_FIELDS})
 
-    def _finish(self, prep: _Prepared, answer: Answer) -> Answer:
-        answer.timings = {**prep.timings, **answer.timings, "total": _ms(prep.t0)}
+    def _finish(self, prep: Prepared, answer: Answer) -> Answer:
+        answer.timings = {**prep.timings, **answer.timings, "total": ms(prep.t0)}
         if self.safety is not None and answer.mode in ("generated", "extractive") and not answer.cached:
             answer.text = self.safety.clean_answer(answer.text)
         if prep.cache_key is not None and self.config.cache_size and answer.mode != "refused" \
@@ -168,14 +119,14 @@ class QueryEngine:
         return answer
 
     # ------------------------------------------------------------ stages
-    def _prepare(self, question: str, query: str | None, params: dict[str, Any]) -> _Prepared:
+    def _prepare(self, question: str, query: str | None, params: dict[str, Any]) -> Prepared:
         t0 = time.perf_counter()
         if not isinstance(question, str) or not question.strip():
             raise ConfigError("question must be a non-empty string")
         qp, gp = self._split_params(params)
         query = query or question
         lang = detect_lang(question)
-        prep = _Prepared(question, query, lang, t0)
+        prep = Prepared(question, query, lang, t0)
         cfg = self.config
         if self.safety is not None:
             refusal = self.safety.check_question(question, lang) or self.safety.check_question(query, lang)
@@ -213,7 +164,7 @@ class QueryEngine:
                 return prep
         t = time.perf_counter()
         hits = list(self.search_fn(query, k, groups=groups))
-        prep.timings["retrieve"] = _ms(t)
+        prep.timings["retrieve"] = ms(t)
         top = max((h.score for h in hits), default=None)
         if top is None or top < cfg.unknown_threshold:
             logger.info("unknown gate: top score %s < %.3f", top, cfg.unknown_threshold)
@@ -234,10 +185,10 @@ class QueryEngine:
             return prep
         counter = self.generator.count_tokens if hasattr(self.generator, "count_tokens") else None
         prep.messages, _ = ctx.messages(max_context_tokens=cfg.max_context_tokens, count_tokens=counter)
-        prep.timings["prepare"] = _ms(t0) - prep.timings["retrieve"]
+        prep.timings["prepare"] = ms(t0) - prep.timings["retrieve"]
         return prep
 
-    def _extractive(self, prep: _Prepared, support: float = 0.0) -> Answer:
+    def _extractive(self, prep: Prepared, support: float = 0.0) -> Answer:
         """The best ``extractive_sentences`` evidence sentences, each followed by its passage's [n]
         (sentences of one passage keep their document order and share one marker)."""
         picks: list[int] = []
@@ -264,7 +215,7 @@ class QueryEngine:
                       lang=prep.lang, supported=True, question=prep.question, query=prep.query,
                       support=support)
 
-    def _check_and_cite(self, prep: _Prepared, text: str) -> Answer:
+    def _check_and_cite(self, prep: Prepared, text: str) -> Answer:
         g = self.grounding(prep, text, prep.query)
         support = g.support
         logger.debug("generated (support %.2f, %s): %r", support, g.problems, text)
@@ -278,7 +229,7 @@ class QueryEngine:
                       lang=prep.lang, supported=True, question=prep.question, query=prep.query,
                       support=support)
 
-    def _cite(self, prep: _Prepared, text: str, strip_invalid: bool = True) -> tuple[str, dict[int, Hit]]:
+    def _cite(self, prep: Prepared, text: str, strip_invalid: bool = True) -> tuple[str, dict[int, Hit]]:
         n_sources = len(prep.sources)
         valid = {int(m) for m in CITATION_RE.findall(text) if 1 <= int(m) <= n_sources}
         if strip_invalid:  # a marker beyond the passages is a hallucination
@@ -318,10 +269,10 @@ class QueryEngine:
             finally:
                 stream.close()
             text = truncate_sentences(text, cfg.max_sentences)
-        prep.timings["generate"] = prep.timings["first_token"] = _ms(t)
+        prep.timings["generate"] = prep.timings["first_token"] = ms(t)
         return self._finish(prep, self._check_and_cite(prep, text))
 
-    def _first_words_ok(self, prep: _Prepared, text: str) -> bool | None:
+    def _first_words_ok(self, prep: Prepared, text: str) -> bool | None:
         """None until the first sentence or ``stream_check_terms`` content words are there; then whether
         they are supported by the evidence (False: the generation drifted, stop it)."""
         first = truncate_sentences(text, 1)
@@ -329,7 +280,7 @@ class QueryEngine:
             return None
         return self.grounding(prep, first).ok
 
-    def grounding(self, prep: _Prepared, text: str, question: str = "") -> Any:
+    def grounding(self, prep: Prepared, text: str, question: str = "") -> Grounding:
         """:func:`kb_assistant.evidence.grounding` of ``text`` against this question's evidence."""
         return grounding(text, [ev.text for ev in prep.evidence], self.config.support_threshold, question)
 

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from ..text import truncate_sentences
-from .engine import Answer, _ms
-
-if TYPE_CHECKING:
-    from .engine import QueryEngine, _Prepared
+from .answer import Answer, Prepared, Steps, ms
 
 
 class StreamingAnswer:
@@ -26,7 +22,7 @@ class StreamingAnswer:
     check, ``answer.supported`` is False and the evidence sentence is appended ("\nSource [1]: ...").
     """
 
-    def __init__(self, engine: QueryEngine, prep: _Prepared) -> None:
+    def __init__(self, engine: Steps, prep: Prepared) -> None:
         self._engine, self._prep = engine, prep
         self.answer: Answer | None = None
 
@@ -54,22 +50,22 @@ class StreamingAnswer:
                         break
                 if len(allowed) > len(emitted):
                     if "first_token" not in prep.timings:
-                        prep.timings["first_token"] = _ms(prep.t0)
+                        prep.timings["first_token"] = ms(prep.t0)
                     yield allowed[len(emitted):] if emitted else allowed
                     emitted = allowed
         finally:
             stream.close()
-        prep.timings["generate"] = _ms(t)
+        prep.timings["generate"] = ms(t)
         text = truncate_sentences(acc, cfg.max_sentences)
         if not checked and text:
             checked = engine.grounding(prep, text, prep.query).ok
             if checked:
-                prep.timings["first_token"] = _ms(prep.t0)
+                prep.timings["first_token"] = ms(prep.t0)
                 yield text
                 emitted = text
         if not emitted:
             answer = engine._extractive(prep)
-            prep.timings.setdefault("first_token", _ms(prep.t0))
+            prep.timings.setdefault("first_token", ms(prep.t0))
             yield answer.text
         else:
             full, citations = engine._cite(prep, emitted, strip_invalid=False)

@@ -48,7 +48,9 @@ def _progress(args: argparse.Namespace) -> bool:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from ..finetune.data import DataGenConfig, eval_evidence, generate_examples, save_examples
+    from ..finetune.data import DataGenConfig, generate_examples
+    from ..finetune.evaluate import eval_evidence
+    from ..finetune.examples import save_examples
     from ..knowledge_base import KnowledgeBase
 
     kb = KnowledgeBase(args.kb)
@@ -119,7 +121,7 @@ def _train_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..finetune.data import load_examples
+    from ..finetune.examples import load_examples
     from ..finetune.train import split_examples, train
     from ..knowledge_base import KnowledgeBase
 
@@ -141,7 +143,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from ..finetune.adapters import read_manifest
-    from ..finetune.data import load_examples
+    from ..finetune.examples import load_examples
     from ..finetune.train import split_examples
     from ..knowledge_base import KnowledgeBase
 

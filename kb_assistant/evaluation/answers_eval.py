@@ -22,17 +22,7 @@ from typing import Any
 
 from .metrics import hit_matches, percentile
 from .qa import QAItem, load_qa
-
-
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
-def keyword_recall(text: str, keywords: Sequence[str]) -> float:
-    if not keywords:
-        return 0.0
-    low = _norm(text)
-    return sum(1 for k in keywords if _norm(k) in low) / len(keywords)
+from .text_metrics import keyword_hit
 
 
 @dataclass
@@ -122,7 +112,7 @@ def evaluate_answers(ask_stream: Callable[[str], Any], items: Sequence[QAItem], 
         end = time.perf_counter()
         answer = stream.answer
         text = answer.text if answer is not None else "".join(pieces)
-        recall = keyword_recall(text, item.answer_keywords)
+        recall = keyword_hit(text, item.answer_keywords)
         cited = _cited_hits(answer) if answer is not None else []
         report.records.append(AnswerRecord(
             id=item.id, kind=item.kind, answerable=item.answerable, unknown=bool(answer and answer.unknown),

@@ -1,6 +1,6 @@
 """Retrieval evaluation of a knowledge base on a QA file, and calibration of ``Hit.score``.
 
-    report = evaluate_kb(kb, "benchmarks/data/debian_qa.jsonl", k=10)   # RetrievalReport
+    report = evaluate_kb(kb, "my_questions.jsonl", k=10)   # RetrievalReport
     print(report.format_table())
     threshold = calibrate(kb, "my_qa.jsonl")   # refits the score calibration, returns the gate threshold
 

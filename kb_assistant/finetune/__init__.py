@@ -4,22 +4,16 @@
     examples, stats = generate_examples(kb, DataGenConfig(n=300), exclude_evidence=[...])
     result = train(examples, default_generator_path(), "adapters/hr", TrainConfig(max_steps=100))
 
-Modules: ``data`` (JSONL validation, RAFT-style KB-derived examples), ``templates`` (question templates),
+Modules: ``examples`` (the chat format, JSONL validation), ``data`` (RAFT-style KB-derived
+examples), ``templates`` (question templates),
 ``train`` (the training loop), ``checkpoints``, ``adapters`` (manifest, compatibility check, merge),
 ``evaluate`` (before/after metrics).
 """
 
 from .adapters import check_compatible, load_generator, merge_adapter, read_manifest
-from .data import (
-    DataGenConfig,
-    TrainExample,
-    engine_context,
-    generate_examples,
-    load_examples,
-    parse_lines,
-    save_examples,
-)
+from .data import DataGenConfig, engine_context, generate_examples
 from .evaluate import answer_metrics, before_after, format_table, items_from_examples, items_from_qa
+from .examples import TrainExample, load_examples, parse_lines, save_examples
 from .train import TrainConfig, TrainResult, split_examples, train
 
 __all__ = [

@@ -18,7 +18,7 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import KBError
-from .checkpoints import atomic_dir
+from ..storage_utils import atomic_dir, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -106,12 +106,7 @@ def update_metrics(adapter: str | os.PathLike[str], metrics: dict[str, Any]) -> 
     path = Path(adapter) / MANIFEST
     manifest = read_manifest(adapter)
     manifest.setdefault("metrics", {}).update(metrics)
-    tmp = path.with_name(f".{MANIFEST}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(manifest, indent=2, ensure_ascii=False))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(manifest, indent=2, ensure_ascii=False))
 
 
 def check_compatible(adapter: str | os.PathLike[str], model_path: str | os.PathLike[str]) -> None:

@@ -4,26 +4,11 @@ each written to a temp folder and moved into place, so an interrupted run leaves
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
-def atomic_dir(target: Path, write: Callable[[Path], None]) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        write(tmp)
-        old = target.with_name(f".{target.name}.old")
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+from ..storage_utils import atomic_dir
 
 
 def save_checkpoint(ckpt_dir: Path, model: Any, optimizer: Any, scheduler: Any,

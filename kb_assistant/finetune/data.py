@@ -1,9 +1,8 @@
-"""Fine-tuning data: validated JSONL in, and retrieval-aware (RAFT-style) examples made from a knowledge base.
+"""Fine-tuning data: retrieval-aware (RAFT-style) examples made from a knowledge base.
 
-A training example is a chat: ``{"messages": [system, user, assistant], "meta": {...}}``. Users may
-also write ``{"prompt": ..., "response": ...}`` lines. KB-derived examples are built exactly like the
-query engine builds its prompt (:func:`engine_context`): retrieved chunks -> evidence sentences ->
-numbered passages via :func:`kb_assistant.prompts.build_messages`, so training and serving prompts match.
+KB-derived examples are built with the query engine's own prompt functions (:func:`engine_context`
+calls :mod:`kb_assistant.prompts`): retrieved chunks -> evidence sentences -> numbered passages, so
+training and serving prompts match. The example format itself is :mod:`kb_assistant.finetune.examples`.
 
 For a sampled chunk and a template question whose answer is one of its sentences, the context is the
 chunk plus retrieved distractor chunks (gold first, as retrieval usually ranks it, or at a random
@@ -15,156 +14,23 @@ the question's language.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import random
-import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
 from ..evaluation.metrics import normalize_for_match
 from ..evidence import Evidence, support_score, unsupported_details
-from ..jsonl import load_jsonl_checked
 from ..prompts import TokenCounter, build_messages, select_context, unknown_text
 from ..settings import Settings, setting
 from ..text import detect_lang, split_sentences, terms
-from .templates import questions_for
+from .examples import TrainExample
+from .templates import NAME_SKIP, questions_for
 
 logger = logging.getLogger(__name__)
-
-ROLES = ("system", "user", "assistant")
-
-
-@dataclass
-class TrainExample:
-    """One chat; the last message (the assistant's) is the training target."""
-
-    messages: list[dict[str, str]]
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def prompt_messages(self) -> list[dict[str, str]]:
-        return self.messages[:-1]
-
-    @property
-    def response(self) -> str:
-        return self.messages[-1]["content"]
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"messages": self.messages}
-        if self.meta:
-            out["meta"] = self.meta
-        return out
-
-
-# ------------------------------------------------------------------ validation
-def _check_messages(msgs: Any) -> list[str]:
-    if not isinstance(msgs, list) or len(msgs) < 2:
-        return ["'messages' must be a list of at least 2 {role, content} objects"]
-    errors: list[str] = []
-    for i, m in enumerate(msgs):
-        if not isinstance(m, dict):
-            errors.append(f"messages[{i}] must be an object with 'role' and 'content'")
-            continue
-        if m.get("role") not in ROLES:
-            errors.append(f"messages[{i}].role must be one of {', '.join(ROLES)} (got {m.get('role')!r})")
-        if not isinstance(m.get("content"), str) or not m["content"].strip():
-            errors.append(f"messages[{i}].content must be a non-empty string")
-    if errors:
-        return errors
-    if msgs[-1]["role"] != "assistant":
-        errors.append("the last message must have role 'assistant' (it is the training target)")
-    if not any(m["role"] == "user" for m in msgs):
-        errors.append("'messages' needs at least one 'user' message")
-    return errors
-
-
-def validate_record(data: Any) -> list[str]:
-    """Every problem of one parsed JSONL record (empty list: valid)."""
-    if not isinstance(data, dict):
-        return [f"expected a JSON object, got {type(data).__name__}"]
-    has_pair = "prompt" in data or "response" in data
-    if has_pair and "messages" in data:
-        return ["use either 'prompt'/'response' or 'messages', not both"]
-    if "meta" in data and not isinstance(data["meta"], dict):
-        return ["'meta' must be an object"]
-    if "messages" in data:
-        return _check_messages(data["messages"])
-    if not has_pair:
-        return ["expected keys 'prompt' and 'response' (or a chat-style 'messages' list)"]
-    errors = []
-    for key in ("prompt", "response"):
-        if key not in data:
-            errors.append(f"missing {key!r}")
-        elif not isinstance(data[key], str) or not data[key].strip():
-            errors.append(f"{key!r} must be a non-empty string")
-    return errors
-
-
-def record_to_example(data: dict[str, Any]) -> TrainExample:
-    if "messages" in data:
-        msgs = [{"role": m["role"], "content": m["content"]} for m in data["messages"]]
-    else:
-        msgs = [{"role": "user", "content": data["prompt"]},
-                {"role": "assistant", "content": data["response"]}]
-    return TrainExample(msgs, dict(data.get("meta") or {}))
-
-
-def parse_lines(lines: Iterable[str], name: str = "<data>") -> tuple[list[TrainExample], list[str]]:
-    """Parse JSONL lines; returns (valid examples, every error as '<name>: line N: message')."""
-    examples: list[TrainExample] = []
-    errors: list[str] = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            errors.append(f"{name}: line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})")
-            continue
-        problems = validate_record(data)
-        if problems:
-            errors.extend(f"{name}: line {lineno}: {p}" for p in problems)
-            continue
-        examples.append(record_to_example(data))
-    return examples, errors
-
-
-def load_examples(path: str | os.PathLike[str]) -> list[TrainExample]:
-    """Load and validate a training JSONL file; raises ConfigError naming the line and the problem."""
-    return load_jsonl_checked(path, parse_lines, label="training data", noun="training examples")
-
-
-def save_examples(path: str | os.PathLike[str], examples: Sequence[TrainExample]) -> Path:
-    """Write examples as JSONL atomically (temp file in the same folder, fsync, os.replace)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for ex in examples:
-                fh.write(json.dumps(ex.to_dict(), ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def data_hash(examples: Sequence[TrainExample]) -> str:
-    h = hashlib.sha256()
-    for ex in examples:
-        h.update(json.dumps(ex.messages, ensure_ascii=False, sort_keys=True).encode("utf-8"))
-    return h.hexdigest()[:16]
-
 
 # ------------------------------------------------------------------ the query engine's prompt
 def engine_context(question: str, texts: Sequence[str], *, lang: str | None = None,
@@ -212,18 +78,14 @@ class DataGenConfig(Settings):
                                doc="what the answer target quotes: `sentence` (the sentence the question was "
                                    "made from) or `passage` (that sentence first, then the other sentences "
                                    "of the gold passage as the prompt shows them)")
+    skip_names: list[str] = setting(factory=list, doc="ALL-CAPS words that are labels in your documents "
+                                                      "(sidebar titles such as `GOING FURTHER`): never asked "
+                                                      "for by cloze questions")
     unrelated_unknown_fraction: float = setting(1.0, lo=0.0, hi=1.0,
                                                 doc="share of unknown examples whose passages were retrieved "
                                                     "for another chunk's question (like an out-of-scope "
                                                     "question); the rest are hard negatives: the question's "
                                                     "own retrieval with the gold chunk removed")
-
-
-def eval_evidence(qa_path: str | os.PathLike[str]) -> list[str]:
-    """Evidence snippets of the answerable items of a QA file (chunks holding them are kept out)."""
-    from .evaluate import load_questions
-
-    return [it.evidence for it in load_questions(qa_path) if it.answerable and it.evidence]
 
 
 def _contains_any(text: str, needles: Sequence[str]) -> bool:
@@ -251,6 +113,7 @@ def _norm(text: str) -> str:
 class _Builder:
     def __init__(self, kb: Any, cfg: DataGenConfig, excluded: set[str], count_tokens: TokenCounter | None):
         self.kb, self.cfg, self.excluded, self.count_tokens = kb, cfg, excluded, count_tokens
+        self.skip_names = NAME_SKIP | {w.upper() for w in cfg.skip_names}
         self.stats: Counter[str] = Counter()
         self.unrelated: list[Any] = []  # distractors retrieved for an earlier chunk's question
 
@@ -327,7 +190,7 @@ class _Builder:
                 if q:
                     found.append((q, sent, "generator"))
                     continue
-            qs = questions_for(sent, heading, lang)
+            qs = questions_for(sent, heading, lang, self.skip_names)
             if qs:
                 q, name = qs[0] if qs[0][1] != "keywords" or len(qs) == 1 or rng.random() < 0.3 else qs[1]
                 found.append((q, sent, name))

@@ -30,9 +30,9 @@ _CMD_EN_RE = re.compile(r"^(?:The )?([\w.-]+(?: [\w.-]+)?) (command|program|tool
 _PATH_RE = re.compile(r"(?<![\w/.~-])((?:~|/)[\w.+-]*(?:/[\w.+-]*)+|/[a-z][\w.+-]+)(?=[\s,;:)]|\.?$)")
 _OPTION_RE = re.compile(r"(?<![\w-])(--?[a-zA-Z][\w-]*(?:=\S+)?)(?=[\s,;:)]|\.?$)")
 _NAME_RE = re.compile(r"(?<![\w-])([A-Z][A-Z0-9_]{2,}(?: \d+)?)(?![\w-])")
-_NAME_SKIP = frozenset({"NOTE", "TIP", "CAUTION", "WARNING", "BACK", "TO", "BASICS", "GOING", "FURTHER",
-                        "CULTURE", "SECURITY", "QUICK", "LOOK", "IN", "PRACTICE", "ALTERNATIVE", "DEBIAN",
-                        "POLICY", "COMMUNITY", "SPECIFIC", "TOOL", "THE", "AND", "OR", "NOT"})
+#: ALL-CAPS words that are never an answer: admonition labels and grammar words. Labels specific to a
+#: corpus (sidebar titles such as "GOING FURTHER") go in ``DataGenConfig.skip_names``.
+NAME_SKIP = frozenset({"NOTE", "TIP", "CAUTION", "WARNING", "TO", "IN", "THE", "AND", "OR", "NOT"})
 # "X and Y" / "X, Y or Z" after a first span of the same kind
 _SPAN_KINDS = tuple((regex, kind, re.compile(r"(?:,| and| or|, and|, or) " + regex.pattern))
                     for regex, kind in ((_PATH_RE, "path"), (_OPTION_RE, "option"), (_NAME_RE, "name")))
@@ -103,7 +103,7 @@ def en_command(sentence: str, heading: str) -> tuple[str, str] | None:
     return f"What does the {m.group(1)} {m.group(2)} do?", "command"
 
 
-def en_cloze(sentence: str, heading: str) -> tuple[str, str] | None:
+def en_cloze(sentence: str, heading: str, skip_names: frozenset[str] = NAME_SKIP) -> tuple[str, str] | None:
     """The clause holding an answer span (a path, an option, an ALL-CAPS name) with the span asked for:
     "Rules are found in /etc/udev/rules.d/." -> "Rules are found in which directory?"; command lines and
     code are skipped."""
@@ -113,7 +113,7 @@ def en_cloze(sentence: str, heading: str) -> tuple[str, str] | None:
     for regex, kind, joined in _SPAN_KINDS:
         for m in regex.finditer(body):
             span, start, end = m.group(1), m.start(1), m.end(1)
-            if kind == "name" and span.split()[0] in _NAME_SKIP:
+            if kind == "name" and span.split()[0] in skip_names:
                 continue
             while more := joined.match(body, end):  # ask for all of "X and Y" / "X, Y or Z"
                 end = more.end(1)
@@ -191,12 +191,14 @@ TEMPLATES: dict[str, list[Template]] = {
 }
 
 
-def questions_for(sentence: str, heading: str, lang: str) -> list[tuple[str, str]]:
-    """Every template question for ``sentence`` (specific templates first, the keyword fallback last)."""
+def questions_for(sentence: str, heading: str, lang: str,
+                  skip_names: frozenset[str] = NAME_SKIP) -> list[tuple[str, str]]:
+    """Every template question for ``sentence`` (specific templates first, the keyword fallback last);
+    ``skip_names``: ALL-CAPS words the cloze template never asks for."""
     sentence = _clean(sentence)
     out: list[tuple[str, str]] = []
     for template in TEMPLATES.get(lang, TEMPLATES["en"]):
-        got = template(sentence, heading)
+        got = en_cloze(sentence, heading, skip_names) if template is en_cloze else template(sentence, heading)
         if got is not None:
             out.append(got)
     return out

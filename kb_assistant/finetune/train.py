@@ -25,8 +25,9 @@ from ..config import DEVICES, DTYPES
 from ..errors import ConfigError, KBError
 from ..prompts import render
 from ..settings import Settings, setting
-from .checkpoints import atomic_dir, latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
-from .data import TrainExample
+from ..storage_utils import atomic_dir
+from .checkpoints import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from .examples import TrainExample
 
 logger = logging.getLogger(__name__)
 
@@ -242,7 +243,7 @@ def train(examples: Sequence[TrainExample], model_path: str | os.PathLike[str], 
     from tqdm.auto import tqdm
 
     from .adapters import save_adapter
-    from .data import data_hash
+    from .examples import data_hash
 
     cfg = config or TrainConfig()
     model_path, out = Path(model_path), Path(out)

@@ -13,13 +13,10 @@ are never read or changed (a callback manager of our own is passed in).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ..knowledge_base import KnowledgeBase
+from typing import Any
 
 
-def as_llama_index_retriever(kb: KnowledgeBase, k: int = 5, groups: Sequence[str] | None = None,
+def as_llama_index_retriever(kb: Any, k: int = 5, groups: Sequence[str] | None = None,
                              filters: dict[str, Any] | None = None) -> Any:
     """A ``llama_index.core.base.base_retriever.BaseRetriever`` over ``kb`` (needs llama-index-core)."""
     try:

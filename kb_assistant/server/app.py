@@ -35,18 +35,19 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from .._version import __version__
-from ..errors import AccessDenied, ConfigError, KBError
+from ..errors import ConfigError, KBError
 from .common import (
     LOCAL_HOSTS,
     AnswerPayload,
     Caller,
     effective_groups,
+    error_status,
     history_query,
     hit_json,
     load_api_keys,
     state_of,
 )
-from .gate import Answerer, GenerationGate, QueueFull
+from .gate import Answerer, GenerationGate
 from .uploads import add_document_routes
 
 logger = logging.getLogger(__name__)
@@ -134,16 +135,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return JSONResponse(_error_body(500, f"internal error: {type(exc).__name__}: {exc}"), status_code=500)
-
-
-def error_status(exc: BaseException) -> int:
-    if isinstance(exc, QueueFull):
-        return 503
-    if isinstance(exc, AccessDenied):
-        return 401 if str(exc).startswith(("missing API key", "invalid API key")) else 403
-    if isinstance(exc, ConfigError):
-        return 400
-    return 500
 
 
 def _install_core_routes(app: FastAPI) -> None:

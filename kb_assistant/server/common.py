@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from ..errors import AccessDenied, ConfigError
+from .gate import QueueFull
 
 logger = logging.getLogger(__name__)
 
@@ -165,3 +166,14 @@ def history_query(question: str, previous_user_messages: Iterable[str]) -> str:
         if text.strip():
             query = rewrite_followup(text, query)
     return rewrite_followup(question, query)
+
+
+def error_status(exc: BaseException) -> int:
+    """The HTTP status of an exception raised while answering a request."""
+    if isinstance(exc, QueueFull):
+        return 503
+    if isinstance(exc, AccessDenied):
+        return 401 if str(exc).startswith(("missing API key", "invalid API key")) else 403
+    if isinstance(exc, ConfigError):
+        return 400
+    return 500

@@ -24,6 +24,7 @@ from .common import (
     AnswerPayload,
     Caller,
     effective_groups,
+    error_status,
     history_query,
     state_of,
 )
@@ -105,8 +106,6 @@ def _chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish: st
 
 
 async def _stream(st: Any, question: str, params: dict[str, Any], model: str) -> AsyncIterator[str]:
-    from .app import error_status
-
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     yield _chunk(cid, created, model, {"role": "assistant", "content": ""})
     text = ""

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import re
-import tempfile
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ..errors import AccessDenied
+from ..storage_utils import atomic_path
 from .common import Caller, state_of
 
 logger = logging.getLogger(__name__)
@@ -71,25 +71,16 @@ def _parse_groups(value: Any) -> list[str] | None:
 
 async def _save(upload: UploadFile, target: Path, limit: int) -> int:
     """Copy an upload to ``target`` atomically; HTTP 413 beyond ``limit`` bytes."""
-    fd, tmp = tempfile.mkstemp(prefix=".upload-", dir=target.parent)
     size = 0
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            while True:
-                block = await upload.read(1 << 20)
-                if not block:
-                    break
-                size += len(block)
-                if size > limit:
-                    raise HTTPException(413, f"{target.name}: file exceeds the upload limit of {limit} bytes")
-                fh.write(block)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+        while True:
+            block = await upload.read(1 << 20)
+            if not block:
+                break
+            size += len(block)
+            if size > limit:
+                raise HTTPException(413, f"{target.name}: file exceeds the upload limit of {limit} bytes")
+            fh.write(block)
     return size
 
 

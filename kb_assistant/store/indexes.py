@@ -9,12 +9,13 @@ open, feeds both on every change and saves both; nothing else adds to or removes
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+from ..lazy import Lazy
 
 if TYPE_CHECKING:
     from .docstore import ChunkRow, DocStore
@@ -62,9 +63,8 @@ class Indexes:
         self.path = Path(path)
         self.docstore = docstore
         self._dim = dim
-        self._dense: DenseIndex | None = None
-        self._sparse: SparseIndex | None = None
-        self._lock = threading.RLock()
+        self._dense: Lazy[DenseIndex] = Lazy(self._open_dense)
+        self._sparse: Lazy[SparseIndex] = Lazy(self._open_sparse)
 
     @property
     def dim(self) -> int:
@@ -74,34 +74,32 @@ class Indexes:
         rows = self.docstore.get_chunks(ids)
         return [sparse_text(rows[int(i)]) if int(i) in rows else "" for i in ids]
 
+    def _open_dense(self) -> DenseIndex:
+        from .vector import DenseIndex
+
+        index = DenseIndex(self.path / DENSE_FILE, self.dim)
+        added, removed = index.reconcile(self.docstore.chunk_ids(),
+                                         lambda ids: self.docstore.vectors(ids, self.dim))
+        if added or removed:
+            index.save()
+        return index
+
+    def _open_sparse(self) -> SparseIndex:
+        from .sparse import SparseIndex
+
+        index = SparseIndex(self.path / SPARSE_FILE)
+        added, removed = index.reconcile(self.docstore.chunk_ids(), self.sparse_texts)
+        if added or removed or not index.path.exists():
+            index.save()
+        return index
+
     @property
     def dense(self) -> DenseIndex:
-        if self._dense is None:
-            with self._lock:
-                if self._dense is None:
-                    from .vector import DenseIndex
-
-                    index = DenseIndex(self.path / DENSE_FILE, self.dim)
-                    added, removed = index.reconcile(self.docstore.chunk_ids(),
-                                                     lambda ids: self.docstore.vectors(ids, self.dim))
-                    if added or removed:
-                        index.save()
-                    self._dense = index
-        return self._dense
+        return self._dense.get()
 
     @property
     def sparse(self) -> SparseIndex:
-        if self._sparse is None:
-            with self._lock:
-                if self._sparse is None:
-                    from .sparse import SparseIndex
-
-                    index = SparseIndex(self.path / SPARSE_FILE)
-                    added, removed = index.reconcile(self.docstore.chunk_ids(), self.sparse_texts)
-                    if added or removed or not index.path.exists():
-                        index.save()
-                    self._sparse = index
-        return self._sparse
+        return self._sparse.get()
 
     def open(self) -> None:
         """Load both indexes now, repairing them from the docstore if a crash left them stale."""
@@ -119,7 +117,7 @@ class Indexes:
 
     def save(self) -> None:
         """Save whichever index changed."""
-        for index in (self._dense, self._sparse):
+        for index in (self._dense.peek(), self._sparse.peek()):
             if index is not None and index.dirty:
                 index.save()
 
