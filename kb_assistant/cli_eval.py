@@ -3,16 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from .cli import EXIT_OK, _open, register
+from .evaluation.qa import SPLITS, load_qa
+
+
+@contextlib.contextmanager
+def _qa_split(path: str, split: str | None) -> Iterator[str]:
+    """``path`` itself, or a temporary QA file holding only the items of ``split``."""
+    if split is None:
+        yield path
+        return
+    items = load_qa(path, split=split)
+    with tempfile.TemporaryDirectory(prefix="kb-qa-") as tmp:
+        out = Path(tmp) / f"{Path(path).stem}.{split}.jsonl"
+        out.write_text("".join(json.dumps(i.to_dict(), ensure_ascii=False) + "\n" for i in items),
+                       encoding="utf-8")
+        yield str(out)
 
 
 def _setup_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("what", choices=["retrieval", "answers"])
     p.add_argument("--kb", required=True, help="knowledge base directory")
     p.add_argument("--qa", required=True, help="QA file (JSONL)")
+    p.add_argument("--split", choices=SPLITS, help="only the questions of this frozen split of the QA file")
     p.add_argument("-k", type=int, default=10, help="hits per question (retrieval)")
     p.add_argument("--group", action="append", metavar="NAME", help="caller's access groups")
     p.add_argument("--limit", type=int, help="only the first N questions (answers)")
@@ -22,17 +42,18 @@ def _setup_eval(p: argparse.ArgumentParser) -> None:
 
 def _run_eval(args: argparse.Namespace) -> int:
     kb = _open(args)
-    if args.what == "retrieval":
-        from .evaluation.retrieval_eval import evaluate_kb
+    with _qa_split(args.qa, args.split) as qa:
+        if args.what == "retrieval":
+            from .evaluation.retrieval_eval import evaluate_kb
 
-        report: Any = evaluate_kb(kb, args.qa, k=args.k, groups=args.group)
-    else:
-        from .evaluation.answers_eval import evaluate_kb_answers
+            report: Any = evaluate_kb(kb, qa, k=args.k, groups=args.group)
+        else:
+            from .evaluation.answers_eval import evaluate_kb_answers
 
-        if args.adapter:
-            kb.adapter = args.adapter
-        report = evaluate_kb_answers(kb, args.qa, groups=args.group, limit=args.limit,
-                                     show_progress=not args.json)
+            if args.adapter:
+                kb.adapter = args.adapter
+            report = evaluate_kb_answers(kb, qa, groups=args.group, limit=args.limit,
+                                         show_progress=not args.json)
     print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) if args.json else report.format_table())
     return EXIT_OK
 
@@ -40,6 +61,7 @@ def _run_eval(args: argparse.Namespace) -> int:
 def _setup_calibrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kb", required=True, help="knowledge base directory")
     p.add_argument("--qa", required=True, help="QA file with answerable and unanswerable questions")
+    p.add_argument("--split", choices=SPLITS, help="fit on this frozen split only (normally: tune)")
     from .evaluation.metrics import MAX_FALSE_UNKNOWN, TARGET_UNKNOWN_RECALL
 
     p.add_argument("--target-unknown-recall", type=float, default=TARGET_UNKNOWN_RECALL,
@@ -56,8 +78,9 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     from .knowledge_base import CONFIG_FILE
 
     kb = _open(args)
-    threshold = calibrate(kb, args.qa, target_unknown_recall=args.target_unknown_recall,
-                          max_false_unknown=args.max_false_unknown)
+    with _qa_split(args.qa, args.split) as qa:
+        threshold = calibrate(kb, qa, target_unknown_recall=args.target_unknown_recall,
+                              max_false_unknown=args.max_false_unknown)
     kb.config = kb.config.merged({"query": {"unknown_threshold": round(threshold, 4)}})
     kb.config.save(kb.path / CONFIG_FILE)
     out = {"unknown_threshold": threshold, "config": str(kb.path / CONFIG_FILE)}
