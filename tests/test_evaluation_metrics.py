@@ -87,6 +87,18 @@ def test_hit_matches_source_suffix_and_page():
     assert not hit_matches(hit("x", source="/c/en-US/sect.cron.html", page=4), paged, mode="source")
 
 
+def test_hit_matches_paged_item_evidence_anywhere_source_only_on_its_page():
+    # in a 100-page PDF only the labelled page is relevant by source; the evidence counts on any page
+    paged = item(source="developers-reference.pdf", page=58, evidence="Add XS-Autobuild: yes into the header")
+    pdf = "/kb/developers-reference.pdf"
+    elsewhere = hit("add XS-Autobuild:  yes into the HEADER part", source=pdf, page=12)
+    assert hit_matches(elsewhere, paged) and hit_matches(elsewhere, paged, mode="evidence")
+    assert not hit_matches(elsewhere, paged, mode="source")
+    assert not hit_matches(hit("non-free packages", source=pdf, page=57), paged)
+    assert not hit_matches(hit("non-free packages", source=pdf), paged)
+    assert hit_matches(hit("non-free packages", source=pdf, page=58), paged)
+
+
 def test_hit_matches_unanswerable_and_bad_mode():
     assert not hit_matches(hit("anything"), unanswerable())
     with pytest.raises(ValueError, match="mode must be one of"):

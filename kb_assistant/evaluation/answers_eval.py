@@ -125,10 +125,11 @@ def evaluate_answers(ask_stream: Callable[[str], Any], items: Sequence[QAItem], 
 
 
 def evaluate_kb_answers(kb: Any, qa_path: str | os.PathLike[str], *, groups: Sequence[str] | None = None,
-                        limit: int | None = None, show_progress: bool = False,
+                        limit: int | None = None, show_progress: bool = False, split: str | None = None,
                         **params: Any) -> AnswerReport:
-    """Ask every question of ``qa_path`` (answer cache off) and score the answers."""
-    items = load_qa(qa_path)[:limit] if limit else load_qa(qa_path)
+    """Ask every question of ``qa_path`` (of its ``split`` when given; answer cache off) and score them."""
+    items = load_qa(qa_path, split=split)
+    items = items[:limit] if limit else items
     kb.ask("warm-up question about the knowledge base", use_cache=False)  # load models outside timings
     return evaluate_answers(lambda q: kb.ask_stream(q, groups=groups, use_cache=False, **params), items,
                             show_progress=show_progress)

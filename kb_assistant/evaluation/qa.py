@@ -10,8 +10,10 @@ Unanswerable record::
 
     {"id": "un-001", "question": "...", "lang": "zh", "answerable": false, "kind": "unanswerable"}
 
-Optional keys: ``page`` (1-based int, for paged sources), ``absent_terms`` (strings checked to be
-absent from the corpus, for unanswerable items). Unknown keys are kept in ``QAItem.extra``.
+Optional keys: ``page`` (1-based int, for paged sources), ``split`` (``"tune"`` or ``"test"``: the
+frozen half a figure is chosen on, or reported on), ``answer_keywords_zh`` (Chinese keywords of an
+English question answered from Chinese text), ``absent_terms`` (strings checked to be absent from the
+corpus, for unanswerable items). Unknown keys are kept in ``QAItem.extra``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 LANGS = ("en", "zh")
 KINDS = ("en", "zh", "cross", "unanswerable")
+#: defaults are chosen on the tune split and reported on the test split
+SPLITS = ("tune", "test")
 _KNOWN_KEYS = {
     "id",
     "question",
@@ -40,6 +44,8 @@ _KNOWN_KEYS = {
     "answer_keywords",
     "answer",
     "page",
+    "split",
+    "answer_keywords_zh",
     "absent_terms",
 }
 
@@ -58,6 +64,8 @@ class QAItem:
     answer_keywords: list[str] = field(default_factory=list)
     answer: str | None = None
     page: int | None = None
+    split: str | None = None
+    answer_keywords_zh: list[str] = field(default_factory=list)
     absent_terms: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -75,6 +83,7 @@ class QAItem:
         known = {k: v for k, v in data.items() if k in _KNOWN_KEYS}
         extra = {k: v for k, v in data.items() if k not in _KNOWN_KEYS}
         known.setdefault("answer_keywords", [])
+        known.setdefault("answer_keywords_zh", [])
         known.setdefault("absent_terms", [])
         return cls(**known, extra=extra)
 
@@ -139,10 +148,12 @@ def validate_record(data: Any) -> list[str]:
             errors.append("missing 'evidence' (required when answerable, unless 'page' is given)")
         elif "evidence" in data and not _is_str(data["evidence"]):
             errors.append("'evidence' must be a non-empty string")
-    if "answer_keywords" in data and not _is_str_list(data["answer_keywords"]):
-        errors.append("'answer_keywords' must be a list of non-empty strings")
-    if "absent_terms" in data and not _is_str_list(data["absent_terms"]):
-        errors.append("'absent_terms' must be a list of non-empty strings")
+    for key in ("answer_keywords", "answer_keywords_zh", "absent_terms"):
+        if key in data and not _is_str_list(data[key]):
+            errors.append(f"{key!r} must be a list of non-empty strings")
+    split = data.get("split")
+    if split is not None and split not in SPLITS:
+        errors.append(f"'split' must be one of {', '.join(SPLITS)} (got {split!r})")
     if data.get("answer") is not None and not _is_str(data["answer"]):
         errors.append("'answer' must be a non-empty string")
     page = data.get("page")
@@ -179,8 +190,19 @@ def parse_qa_lines(lines: list[str], name: str = "<qa>") -> tuple[list[QAItem], 
     return items, errors
 
 
-def load_qa(path: str | Path) -> list[QAItem]:
-    """Load and validate a QA .jsonl file; raises ConfigError ('<file>: line 12: missing 'question'')."""
+def load_qa(path: str | Path, split: str | None = None) -> list[QAItem]:
+    """Load and validate a QA .jsonl file; raises ConfigError ('<file>: line 12: missing 'question'').
+
+    ``split`` ("tune" or "test") keeps only the items of that split; a file without such items is an
+    error rather than an empty evaluation.
+    """
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)} (got {split!r})")
     items = load_jsonl_checked(path, parse_qa_lines, label="QA", noun="QA items")
-    logger.info("loaded %d QA items from %s", len(items), path)
+    if split is not None:
+        kept = [item for item in items if item.split == split]
+        if not kept:
+            raise ConfigError(f"{path}: no QA items with split {split!r} (of {len(items)})")
+        items = kept
+    logger.info("loaded %d QA items from %s%s", len(items), path, f" (split {split})" if split else "")
     return items

@@ -40,9 +40,11 @@ logger = logging.getLogger(__name__)
 def evaluate_kb(kb: KnowledgeBase, qa_path: str | os.PathLike[str], k: int = 10,
                 groups: Sequence[str] | None = None, *, filters: dict[str, Any] | None = None,
                 show_progress: bool = False, target_unknown_recall: float = TARGET_UNKNOWN_RECALL,
-                max_false_unknown: float | None = MAX_FALSE_UNKNOWN) -> RetrievalReport:
-    """Search every question of ``qa_path`` in ``kb`` and report recall@1/5/10, MRR, nDCG, latency."""
-    items = load_qa(qa_path)
+                max_false_unknown: float | None = MAX_FALSE_UNKNOWN,
+                split: str | None = None) -> RetrievalReport:
+    """Search every question of ``qa_path`` (of its ``split`` when given) in ``kb`` and report
+    recall@1/5/10, MRR, nDCG, latency."""
+    items = load_qa(qa_path, split=split)
     kb.search("warm-up", k=1, groups=groups)  # load models / indexes outside the timed searches
     return evaluate_retrieval(lambda q: kb.search(q, k=k, groups=groups, filters=filters), items, k=k,
                               show_progress=show_progress, target_unknown_recall=target_unknown_recall,
@@ -83,12 +85,13 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50
 def calibrate(kb: KnowledgeBase, qa_path: str | os.PathLike[str], *,
               target_unknown_recall: float = TARGET_UNKNOWN_RECALL,
               max_false_unknown: float | None = MAX_FALSE_UNKNOWN,
-              k: int = 10) -> float:
+              k: int = 10, split: str | None = None) -> float:
     """Refit the ``Hit.score`` calibration on ``qa_path``, fit the unknown-gate threshold and save both
-    (``calibration.json`` and ``[query] unknown_threshold`` in ``config.toml``); returns the threshold."""
+    (``calibration.json`` and ``[query] unknown_threshold`` in ``config.toml``); returns the threshold.
+    ``split``: fit on that frozen split of the QA file only (normally ``"tune"``)."""
     from ..calibration import CALIBRATION_FILE, Calibration
 
-    items = load_qa(qa_path)
+    items = load_qa(qa_path, split=split)
     x, y = top_hit_features(kb, items, k=k)
     if len(set(y.tolist())) < 2:
         raise ConfigError(f"{qa_path}: calibration needs questions whose top hit is relevant and others "
@@ -99,9 +102,10 @@ def calibrate(kb: KnowledgeBase, qa_path: str | os.PathLike[str], *,
     cal.save(kb.path, kb.embedder.name)
     kb.reload_calibration()
     report = evaluate_kb(kb, qa_path, k=k, target_unknown_recall=target_unknown_recall,
-                         max_false_unknown=max_false_unknown)
+                         max_false_unknown=max_false_unknown, split=split)
     threshold = float(report.gate["threshold"]) if report.gate else 0.5
-    cal.save(kb.path, kb.embedder.name, {"threshold": threshold, "qa": str(qa_path), "n": int(len(y)),
+    cal.save(kb.path, kb.embedder.name, {"threshold": threshold, "qa": str(qa_path), "split": split,
+                                         "n": int(len(y)),
                                          "gate": report.gate})
     kb.update_config({"query": {"unknown_threshold": round(threshold, 4)}})
     logger.info("calibrated %s: weights %s, threshold %.3f", kb.path, np.round(w, 3).tolist(), threshold)
