@@ -141,6 +141,9 @@ class QueryConfig(Settings):
     extractive_sentences: int = setting(2, lo=1, hi=20,
                                         doc="evidence sentences an extractive answer quotes (2 measured best "
                                             "on the dev set)")
+    extractive_min_overlap: float = setting(0.0, lo=0.0, hi=1.0,
+                                            doc="a sentence after the first is quoted only when it holds at "
+                                                "least this share of the question terms the best one holds")
     max_new_tokens: int = setting(48, lo=1, hi=4096, doc="generation budget of an answer")
     max_sentences: int | None = setting(1, lo=1, hi=100,
                                         doc="answers are cut after this many sentences (unset: no limit)")

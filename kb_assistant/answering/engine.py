@@ -48,6 +48,8 @@ logger = logging.getLogger(__name__)
 SearchFn = Callable[..., list[Hit]]
 _GEN_FIELDS = {f.name for f in fields(GenerationConfig) if f.init}
 _QUERY_PARAMS = {"k", "groups", "answer_mode", "kb_version", "use_cache"}
+#: the label of an extractive answer quoting text in another language than the question's
+QUOTE_MARK = {"en": "(quoted from a Chinese document) ", "zh": "（引自英文文档）"}
 
 
 def _normalise(question: str) -> str:
@@ -213,12 +215,15 @@ class QueryEngine:
         (sentences of one passage keep their document order and share one marker)."""
         picks: list[int] = []
         seen: list[set[str]] = []
+        best = max((ev.overlap for ev in prep.evidence), default=0.0)
         for i, ev in enumerate(prep.evidence):
             if len(picks) >= self.config.extractive_sentences:
                 break
             ev_terms = set(terms(ev.text))
             if picks and any(ev_terms <= other for other in seen):
                 continue  # adds nothing to a sentence already picked
+            if picks and ev.overlap < self.config.extractive_min_overlap * best:
+                continue  # does not answer the question as the best one does
             picks.append(i)
             seen.append(ev_terms)
         groups: dict[int, list[int]] = {}
@@ -230,7 +235,11 @@ class QueryEngine:
             body = sep.join(prep.evidence[i].text.strip() for i in sorted(
                 members, key=lambda i: prep.evidence[i].position))
             parts.append(f"{body}{sep}[{n}]")
-        return Answer(sep.join(parts), unknown=False, sources=prep.sources,
+        text = sep.join(parts)
+        quoted = {prep.evidence[i].lang for i in picks}
+        if prep.lang not in quoted and quoted:  # a quote in another language says so, in the asker's
+            text = f"{QUOTE_MARK.get(prep.lang, QUOTE_MARK['en'])}{text}"
+        return Answer(text, unknown=False, sources=prep.sources,
                       citations={n: prep.sources[n - 1] for n in groups}, mode="extractive",
                       lang=prep.lang, supported=True, question=prep.question, query=prep.query,
                       support=support)
