@@ -82,8 +82,11 @@ class IngestConfig:
     #: chunks gathered before one embedding call (larger: better length bucketing, more memory)
     embed_batch_chunks: int = 512
     show_progress: bool | None = None
+    #: PDF text engine: "auto" (PDFium, pypdf for files PDFium cannot open), "pdfium" or "pypdf"
+    pdf_engine: str = "auto"
 
     def __post_init__(self) -> None:
+        _check_choice(self, "pdf_engine", ("auto", "pdfium", "pypdf"))
         _check_range(self, "max_file_mb", 0.001, 100_000)
         _check_range(self, "parse_workers", 1, 64)
         _check_range(self, "checkpoint_seconds", 0, 86_400)

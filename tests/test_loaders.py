@@ -268,8 +268,12 @@ def test_encrypted_pdf_with_empty_user_password_loads(tmp_path):
     assert docs[0].text == "Readable but restricted." and docs[0].metadata["page"] == 1
 
 
-def test_pdf_without_text_layer(tmp_path):
-    with pytest.raises(EmptyFile, match="no text layer; OCR not available"):
+def test_pdf_without_text_layer(tmp_path, monkeypatch):
+    from kb_assistant.loaders import ocr
+
+    monkeypatch.setattr(ocr, "_ENGINE", None)  # as if the ocr extra were not installed
+    monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)
+    with pytest.raises(EmptyFile, match=r"^no text layer; install kb-assistant\[ocr\] to read scanned pages$"):
         load_file(F.make_no_text_pdf(tmp_path / "scan.pdf"))
 
 
@@ -374,7 +378,8 @@ def test_supported_suffixes():
 
 def test_import_does_not_load_parsers():
     code = ("import sys, kb_assistant.loaders; "
-            "print([m for m in ('pypdf', 'docx', 'pptx', 'openpyxl', 'bs4', 'torch') if m in sys.modules])")
+            "print([m for m in ('pypdf', 'pypdfium2', 'rapidocr_onnxruntime', 'docx', 'pptx', 'openpyxl', 'bs4', "
+            "'torch') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "[]"
 

@@ -18,9 +18,11 @@ DEFAULT_MAX_BYTES = 50 * 2**20
 #: Office files (zip containers) whose members add up to more than this are refused as zip bombs.
 MAX_UNZIPPED_BYTES = 100 * 2**20
 
-_CJK_RE = re.compile(
-    "[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af\U00020000-\U0002ffff]"
-)
+#: Han ideographs and Japanese kana: scripts written without spaces between words
+CJK_NO_SPACE = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff"
+#: Hangul syllables (Korean puts spaces between words)
+HANGUL = "\uac00-\ud7af"
+_CJK_RE = re.compile(f"[{CJK_NO_SPACE}{HANGUL}]")
 _CTRL_RE = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _SPACES_RE = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000\u202f\u205f\ufeff]+")
 _BLANKS_RE = re.compile(r"\n{3,}")
