@@ -80,6 +80,32 @@ def make_no_text_pdf(path: str | Path) -> Path:
     return path
 
 
+def make_image_pdf(path: str | Path, pages: list[str], *, font: str | None = None, dpi: int = 200) -> Path:
+    """An image-only ('scanned') PDF: ``pages`` typeset as by :func:`make_pdf`, each page rendered to a
+    ``dpi`` bitmap (pypdfium2) and placed as the only content of its page. No text layer."""
+    import pypdfium2 as pdfium
+    from fpdf import FPDF
+
+    path = Path(path)
+    text_pdf = path.with_name(path.stem + ".text.pdf")
+    make_pdf(text_pdf, pages, font=font)
+    src = pdfium.PdfDocument(str(text_pdf))
+    try:
+        if len(src) != len(pages):
+            raise ValueError(f"a page of text overflowed ({len(src)} pages for {len(pages)} texts)")
+        images = [src[i].render(scale=dpi / 72).to_pil().convert("L") for i in range(len(src))]
+    finally:
+        src.close()
+        text_pdf.unlink()
+    pdf = FPDF()
+    pdf.set_creation_date(FIXED_DATE)
+    for image in images:
+        pdf.add_page()
+        pdf.image(image, x=0, y=0, w=pdf.w, h=pdf.h)
+    pdf.output(str(path))
+    return path
+
+
 def make_encrypted_pdf(path: str | Path, pages: list[str] | None = None, *, user_password: str = "secret",
                        owner_password: str = "owner") -> Path:
     """An RC4-encrypted PDF; ``user_password=""`` gives one that opens without a password."""

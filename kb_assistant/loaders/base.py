@@ -30,16 +30,10 @@ _BLANKS_RE = re.compile(r"\n{3,}")
 
 def detect_lang(text: str) -> str:
     """Return ``"zh"`` if CJK characters are more than 20% of the letters in ``text``, else ``"en"``."""
-    letters = 0
-    cjk = 0
-    for ch in text:
-        if ch.isalpha():
-            letters += 1
-            if _CJK_RE.match(ch):
-                cjk += 1
+    letters = sum(map(str.isalpha, text))
     if letters == 0:
         return "en"
-    return "zh" if cjk / letters > 0.2 else "en"
+    return "zh" if len(_CJK_RE.findall(text)) / letters > 0.2 else "en"
 
 
 def normalize_text(text: str) -> str:
