@@ -49,14 +49,26 @@ def _pdf(title: str | None = None, font: str | None = None) -> Any:
 
 
 def make_pdf(path: str | Path, pages: list[str] | None = None, *, title: str | None = None,
-             headings: list[str] | None = None, font: str | None = None) -> Path:
+             headings: list[str] | None = None, font: str | None = None, header: str | None = None,
+             footer: str | None = None) -> Path:
     """A text PDF, one page per string; ``headings`` (one per page) become outline entries.
 
     ``font``: path of a TTF/TTC font, needed for non-Latin text (see :func:`cjk_font_path`).
+    ``header`` / ``footer``: running text at the top / bottom of every page; ``{page}`` and ``{pages}``
+    in them are replaced by the page number and count.
     """
     pages = pages if pages is not None else ["Hello from page one.", "Second page text."]
     pdf = _pdf(title, font)
     family = "body" if font else "Helvetica"
+
+    def running(text: str | None, y: float) -> None:
+        if text:
+            pdf.set_y(y)
+            pdf.cell(0, 5, text.format(page=pdf.page_no(), pages=len(pages)), align="C")
+            pdf.set_y(20)
+
+    pdf.header = lambda: running(header, 8)  # fpdf2 calls these on every page
+    pdf.footer = lambda: running(footer, -15)
     for i, text in enumerate(pages):
         pdf.add_page()
         if headings and i < len(headings) and headings[i]:
@@ -124,6 +136,50 @@ def make_encrypted_pdf(path: str | Path, pages: list[str] | None = None, *, user
     return path
 
 
+def make_table_pdf(path: str | Path, rows: list[list[str]], *, font: str | None = None) -> Path:
+    """A one-page PDF with a ruled table (fpdf2 ``table()``); the first row is the header."""
+    pdf = _pdf(None, font)
+    pdf.add_page()
+    pdf.multi_cell(0, 6, "Leave types and days.", new_x="LMARGIN", new_y="NEXT")
+    with pdf.table() as table:
+        for row in rows:
+            cells = table.row()
+            for value in row:
+                cells.cell(value)
+    path = Path(path)
+    pdf.output(str(path))
+    return path
+
+
+def make_headerless_pdf(path: str | Path, text: str = "Recovered by the fallback engine.") -> Path:
+    """A PDF whose ``%PDF-`` header line is missing: PDFium refuses it, pypdf reads it."""
+    path = Path(path)
+    make_pdf(path, [text])
+    data = path.read_bytes()
+    path.write_bytes(data[data.index(b"\n") + 1:])
+    return path
+
+
+def make_pdf_without_eof(path: str | Path, text: str = "Read by PDFium alone.") -> Path:
+    """A PDF without its ``%%EOF`` marker: pypdf refuses it, PDFium reads it."""
+    path = Path(path)
+    make_pdf(path, [text])
+    path.write_bytes(path.read_bytes().replace(b"%%EOF", b""))
+    return path
+
+
+def make_damaged_page_pdf(path: str | Path, pages: list[str]) -> Path:
+    """A PDF whose last page has its content stream zeroed out (the other pages intact)."""
+    import re
+
+    path = Path(path)
+    make_pdf(path, pages)
+    data = path.read_bytes()
+    last = list(re.finditer(rb"stream\n(.*?)\nendstream", data, re.S))[-1]
+    path.write_bytes(data[:last.start(1)] + b"\0" * len(last.group(1)) + data[last.end(1):])
+    return path
+
+
 def make_corrupt_pdf(path: str | Path) -> Path:
     path = Path(path)
     path.write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >>\nthis is not a pdf body\n%%EOF")
@@ -132,7 +188,8 @@ def make_corrupt_pdf(path: str | Path) -> Path:
 
 def make_docx(path: str | Path, blocks: list[tuple[str, Any]] | None = None, *,
               title: str | None = None) -> Path:
-    """``blocks``: ("h1"|"h2"|"h3", text), ("p", text) or ("table", [[header...], [row...], ...])."""
+    """``blocks``: ("h1"|"h2"|"h3", text), ("p", text) or ("table", [[header...], [row...], ...]);
+    a table can also be ``{"rows": [...], "merge": [((r1, c1), (r2, c2)), ...]}`` (cells merged)."""
     import docx
 
     blocks = blocks if blocks is not None else [("h1", "Intro"), ("p", "Hello DOCX world.")]
@@ -146,10 +203,13 @@ def make_docx(path: str | Path, blocks: list[tuple[str, Any]] | None = None, *,
         elif kind == "p":
             document.add_paragraph(value)
         elif kind == "table":
-            table = document.add_table(rows=len(value), cols=len(value[0]))
-            for r, row in enumerate(value):
+            rows, merges = (value["rows"], value.get("merge", [])) if isinstance(value, dict) else (value, [])
+            table = document.add_table(rows=len(rows), cols=len(rows[0]))
+            for r, row in enumerate(rows):
                 for c, cell in enumerate(row):
                     table.cell(r, c).text = str(cell)
+            for (r1, c1), (r2, c2) in merges:
+                table.cell(r1, c1).merge(table.cell(r2, c2))
         else:
             raise ValueError(f"unknown block kind {kind!r}")
     path = Path(path)

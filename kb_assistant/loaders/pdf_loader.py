@@ -133,7 +133,9 @@ def _pdfium_page_text(pdfium: Any, index: int, name: str) -> str | None:
         page = pdfium[index]
         try:
             textpage = page.get_textpage()
-            text = textpage.get_text_bounded()  # full Unicode (get_text_range is UCS-2 only)
+            # get_text_range, not get_text_bounded: the bounded text is clipped at the page box (long URLs
+            # running into the margin lose their end) and drops some generated line breaks ("Wedding3")
+            text = join_split_rows(textpage, textpage.get_text_range())
             textpage.close()
         finally:
             page.close()
@@ -141,6 +143,39 @@ def _pdfium_page_text(pdfium: Any, index: int, name: str) -> str | None:
         logger.warning("%s: page %d unreadable by PDFium: %s", name, index + 1, one_line(exc))
         return None
     return text
+
+
+def join_split_rows(textpage: Any, text: str) -> str:
+    """Undo PDFium's line breaks inside one visual line (table cells whose baselines differ slightly).
+
+    A break is removed when the character after it sits on the same line as the one before it (their
+    boxes overlap vertically by half a glyph) and to its right, so a table row stays on one line.
+    """
+    if "\r\n" not in text:
+        return text
+    units = [0]  # PDFium counts UTF-16 units: map text positions to its char indexes
+    for ch in text:
+        units.append(units[-1] + (2 if ord(ch) > 0xFFFF else 1))
+    if units[-1] != textpage.count_chars():
+        return text
+    parts = text.split("\r\n")
+    out = [parts[0]]
+    pos = len(parts[0])
+    for part in parts[1:]:
+        if out[-1].strip() and part.strip() and _same_line(textpage, units[pos - 1], units[pos + 2]):
+            out[-1] += " " + part
+        else:
+            out.append(part)
+        pos += 2 + len(part)
+    return "\n".join(out)
+
+
+def _same_line(textpage: Any, before: int, after: int) -> bool:
+    left1, bottom1, right1, top1 = textpage.get_charbox(before)
+    left2, bottom2, right2, top2 = textpage.get_charbox(after)
+    overlap = min(top1, top2) - max(bottom1, bottom2)
+    height = min(top1 - bottom1, top2 - bottom2)
+    return height > 0 and overlap >= 0.5 * height and left2 >= right1 - 1
 
 
 def resolve_soft_hyphens(pages: list[str | None]) -> list[str | None]:

@@ -60,7 +60,7 @@ def _loaders() -> dict[str, LoaderFn]:
 
 #: bump a format's number when its loader's output changes for the same file: an ingest then re-parses
 #: files that an older loader produced instead of skipping them as unchanged
-LOADER_VERSIONS: dict[str, int] = {"pdf": 2, "txt": 2, "md": 2, "eml": 2}
+LOADER_VERSIONS: dict[str, int] = {"pdf": 2, "docx": 2, "txt": 2, "md": 2, "eml": 2}
 
 
 def parser_version(file_type: str | None, *, pdf_engine: str = "auto") -> str:
