@@ -5,9 +5,10 @@ Detected per document from the pages themselves, never from a list of known stri
 * a line in the top or bottom zone of a page (its first or last :data:`ZONE` lines) whose text, with
   its numbers blanked, recurs in that zone on at least :data:`REPEAT_SHARE` of the pages
   (``Debian 新维护者手册 7 / 57``, ``Debian Developer's Reference, Release 12.18``, a bare ``12``);
-* a zone line carrying a number that runs with the page index (``5.6. Uploading a package 33`` on one
-  page, ``34 Chapter 5. Managing Packages`` on the next): the same offset on at least
-  :data:`MIN_PAGES` pages;
+* a zone line whose first or last token is a number running with the page index (``5.6. Uploading a
+  package 33`` on one page, ``34 Chapter 5. Managing Packages`` on the next, ``xii``): the same offset
+  on at least :data:`RUN_SHARE` of the pages. (A slide deck whose titles end in the slide number,
+  "Step 1" ... "Step 9", looks the same and loses those title lines.)
 * table-of-contents lines with dot leaders (``1.1 Debian 的社会驱动力 . . . . . 1``), and on a page that
   is mostly such lines, its entries without leaders too (``5 debian 目录下的其他文件 29``).
 """
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 ZONE = 2
 MIN_PAGES = 3
 REPEAT_SHARE = 0.3
+#: ... and a number must run with the page index on at least this share of the pages (and MIN_PAGES)
+RUN_SHARE = 0.2
 #: a page is a table of contents when at least this share of its lines have dot leaders
 TOC_PAGE_SHARE = 0.4
 
@@ -103,7 +106,7 @@ def strip_furniture(pages: list[str]) -> tuple[list[str], Furniture]:
             offsets.update({value - index for i in zone for value in _numbers(lines[i])})
         need = max(MIN_PAGES, math.ceil(REPEAT_SHARE * n_text))
         frequent = {k for k, c in keys.items() if c >= need and k.strip()}
-        runs = {o for o, c in offsets.items() if c >= MIN_PAGES}
+        runs = {o for o, c in offsets.items() if c >= max(MIN_PAGES, math.ceil(RUN_SHARE * n_text))}
         for index, (lines, zone) in enumerate(zip(split, zones, strict=True)):
             for i in zone:
                 if _key(lines[i]) in frequent:
