@@ -34,10 +34,13 @@ def cjk_font_path() -> str | None:
     return None
 
 
-def _pdf(title: str | None = None, font: str | None = None) -> Any:
+PageFormat = str | tuple[float, float]
+
+
+def _pdf(title: str | None = None, font: str | None = None, page_format: PageFormat = "A4") -> Any:
     from fpdf import FPDF
 
-    pdf = FPDF()
+    pdf = FPDF(format=page_format)
     pdf.set_creation_date(FIXED_DATE)
     if title:
         pdf.set_title(title)
@@ -50,15 +53,15 @@ def _pdf(title: str | None = None, font: str | None = None) -> Any:
 
 def make_pdf(path: str | Path, pages: list[str] | None = None, *, title: str | None = None,
              headings: list[str] | None = None, font: str | None = None, header: str | None = None,
-             footer: str | None = None) -> Path:
+             footer: str | None = None, page_format: PageFormat = "A4") -> Path:
     """A text PDF, one page per string; ``headings`` (one per page) become outline entries.
 
     ``font``: path of a TTF/TTC font, needed for non-Latin text (see :func:`cjk_font_path`).
     ``header`` / ``footer``: running text at the top / bottom of every page; ``{page}`` and ``{pages}``
-    in them are replaced by the page number and count.
+    in them are replaced by the page number and count. ``page_format``: "A4", "A5" or (width, height) mm.
     """
     pages = pages if pages is not None else ["Hello from page one.", "Second page text."]
-    pdf = _pdf(title, font)
+    pdf = _pdf(title, font, page_format)
     family = "body" if font else "Helvetica"
 
     def running(text: str | None, y: float) -> None:
@@ -82,9 +85,9 @@ def make_pdf(path: str | Path, pages: list[str] | None = None, *, title: str | N
     return path
 
 
-def make_no_text_pdf(path: str | Path) -> Path:
+def make_no_text_pdf(path: str | Path, page_format: PageFormat = "A4") -> Path:
     """A PDF whose only page has a drawn rectangle and no text layer (a 'scanned' page)."""
-    pdf = _pdf()
+    pdf = _pdf(page_format=page_format)
     pdf.add_page()
     pdf.rect(20, 20, 100, 60, style="F")
     path = Path(path)
@@ -92,7 +95,8 @@ def make_no_text_pdf(path: str | Path) -> Path:
     return path
 
 
-def make_image_pdf(path: str | Path, pages: list[str], *, font: str | None = None, dpi: int = 200) -> Path:
+def make_image_pdf(path: str | Path, pages: list[str], *, font: str | None = None, dpi: int = 200,
+                   page_format: PageFormat = "A4") -> Path:
     """An image-only ('scanned') PDF: ``pages`` typeset as by :func:`make_pdf`, each page rendered to a
     ``dpi`` bitmap (pypdfium2) and placed as the only content of its page. No text layer."""
     import pypdfium2 as pdfium
@@ -100,7 +104,7 @@ def make_image_pdf(path: str | Path, pages: list[str], *, font: str | None = Non
 
     path = Path(path)
     text_pdf = path.with_name(path.stem + ".text.pdf")
-    make_pdf(text_pdf, pages, font=font)
+    make_pdf(text_pdf, pages, font=font, page_format=page_format)
     src = pdfium.PdfDocument(str(text_pdf))
     try:
         if len(src) != len(pages):
@@ -109,7 +113,7 @@ def make_image_pdf(path: str | Path, pages: list[str], *, font: str | None = Non
     finally:
         src.close()
         text_pdf.unlink()
-    pdf = FPDF()
+    pdf = FPDF(format=page_format)
     pdf.set_creation_date(FIXED_DATE)
     for image in images:
         pdf.add_page()

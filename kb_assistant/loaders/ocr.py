@@ -16,8 +16,10 @@ logger = logging.getLogger(__name__)
 
 INSTALL_HINT = "install kb-assistant[ocr] to read scanned pages"
 #: pages are rendered so that their long side has this many pixels (RapidOCR scales larger images down
-#: to 2000 px anyway); about 170 dpi for A4
+#: to 2000 px anyway; about 170 dpi for A4) ...
 RENDER_LONG_SIDE = 2000
+#: ... and at most this many dots per inch (more does not read better, only slower)
+RENDER_MAX_DPI = 200
 #: boxes recognised with less confidence than this are dropped
 MIN_SCORE = 0.5
 
@@ -48,7 +50,7 @@ def available() -> bool:
 
 def render_scale(width_pt: float, height_pt: float) -> float:
     """PDFium render scale for a page of this size in points (see :data:`RENDER_LONG_SIDE`)."""
-    return RENDER_LONG_SIDE / max(width_pt, height_pt, 1.0)
+    return min(RENDER_LONG_SIDE / max(width_pt, height_pt, 1.0), RENDER_MAX_DPI / 72)
 
 
 def read_image(image: Any) -> str:
