@@ -1,12 +1,13 @@
 """PDF loader: one Document per page with ``page``, ``title`` and the outline ``heading``.
 
 Text engines (``[ingest] pdf_engine``): ``pdfium`` (pypdfium2; spaces and line structure as laid out,
-~12x faster than pypdf), ``pypdf``, or ``auto`` (PDFium, and pypdf for a file or page PDFium cannot
-read). pypdf also does what it is good at whatever the engine: encryption detection and empty-password
-decryption, the metadata title, and the outline headings of a file PDFium cannot open (PDFium reads the
-same outline 10-20x faster, so it does when it has the file open). The page texts of a document go through
-the shared clean-up: page furniture (:mod:`.furniture`) and CJK spacing (:mod:`.cleanup`). Pages without
-a text layer are read by OCR when the ``ocr`` extra is installed (:mod:`.ocr`).
+7-12x the pages/s of pypdf in docs/benchmarks.md), ``pypdf``, or ``auto`` (PDFium, and pypdf for a file
+or page PDFium cannot read). pypdf also does what it is good at whatever the engine: encryption detection
+and empty-password decryption, the metadata title, and the outline headings of a file PDFium cannot open
+(PDFium reads the same outline 10-20x faster, so it does when it has the file open). The page texts of a
+document go through the shared clean-up: page furniture (:mod:`.furniture`) and CJK spacing
+(:mod:`.cleanup`). Pages without a text layer are read by OCR when the ``ocr`` extra is installed
+(:mod:`.ocr`).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def load_pdf(path: Path, *, engine: str = "auto") -> list[Document]:
         raise _open_error(pdfium_error, reader_error)
     try:
         with PDFIUM_LOCK:
-            texts, engines = _extract(pdfium, reader, path.name)
+            texts, engines = _extract(pdfium, reader if engine != "pdfium" else None, path.name)
             headings = _pdfium_outline(pdfium) if pdfium is not None else None
         if pdfium is None and any(t is not None and not t.strip() for t in texts):
             pdfium, _ = _open_pdfium(path)  # pypdf engine: PDFium only renders the scanned pages for OCR
@@ -190,7 +191,7 @@ def resolve_soft_hyphens(pages: list[str | None]) -> list[str | None]:
         keep = f"{a}-{b}".lower() in hyphenated or not b[0].islower()
         return f"{a}-{b}" if keep else a + b
 
-    return [_SOFT_HYPHEN.sub(join, p) if p else p for p in pages]
+    return [_SOFT_HYPHEN.sub(join, p).replace("\ufffe", "") if p else p for p in pages]
 
 
 def _pypdf_page_text(reader: Any, index: int, name: str) -> str | None:
@@ -224,7 +225,9 @@ def _ocr(path: Path, pdfium: Any, texts: list[str | None], engines: list[str]) -
     scanned = _scanned(texts, pdfium)
     if not scanned:
         return "no text layer (blank pages)"
-    if pdfium is None or not ocr.available():
+    if pdfium is None:
+        return "no text layer (and PDFium cannot render the pages for OCR)"
+    if not ocr.available():
         logger.warning("%s: %d page(s) without a text layer skipped; %s", path.name, len(scanned),
                        ocr.INSTALL_HINT)
         return "no text layer; " + ocr.INSTALL_HINT
