@@ -228,8 +228,12 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "pdf_text.json")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--markdown", type=Path, help="only print the docs table of an earlier --json file")
     args = ap.parse_args()
     files = [f for f in args.files.split(",") if f]
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text(encoding="utf-8"))))
+        return 0
     if args.worker:
         worker(args.worker, files, args.out)
         return 0
@@ -271,6 +275,7 @@ def main() -> int:
     if args.ocr_pages:
         report["ocr"] = ocr_benchmark(args.ocr_pages)
     print_table(table, files)
+    print("\n" + markdown({"table": table}) + "\n")
     for engine in ("pdfium", "loader"):
         if engine in table and "pypdf" in table:
             ratio = table[engine]["pages_per_s"] / table["pypdf"]["pages_per_s"]
@@ -282,6 +287,35 @@ def main() -> int:
     args.json.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"load average {os.getloadavg()}; wrote {args.json}")
     return 0
+
+
+def markdown(report: dict) -> str:
+    """The tables of docs/benchmarks.md ("PDF text") from a results file."""
+    table = report["table"]
+    out = ["| file (pages) | metric | pdfium + normaliser | raw pypdf | loader end to end (P / R) "
+           "| pdftotext |", "|---|---|---|---|---|---|"]
+    for name, ref in table["pdftotext"]["files"].items():
+        eng = {e: table[e]["files"][name] for e in ENGINES if e in table}
+        what = "words" if ref["lang"] == "en" else "chars"
+        loader = eng.get("loader")
+        cells = [f"{100 * eng[e]['agreement']:.2f} %" if e in eng else "-" for e in ("pdfium", "pypdf")]
+        cells.append(f"{100 * loader['agreement']:.2f} % ({100 * loader['precision']:.2f} / "
+                     f"{100 * loader['recall']:.2f})" if loader else "-")
+        row = f"| {name} ({eng['pdfium']['pages']}) | {what} agreement | {' | '.join(cells)}"
+        out.append(row + " | (reference) |")
+        if ref["lang"] == "en":
+            glue = [f"{100 * eng[e]['glued']:.3f} %" if e in eng else "-" for e in ENGINES]
+            out.append(f"| | glued words | {' | '.join(glue)} | {100 * ref['glued']:.3f} % |")
+        else:
+            spaced = [f"{eng[e]['letter_spaced_runs']} / {eng[e]['cjk_spaces_per_1000']:.2f}"
+                      if e in eng else "-" for e in ENGINES]
+            out.append(f"| | letter-spaced runs / CJK-CJK spaces per 1k | {' | '.join(spaced)} | "
+                       f"{ref['letter_spaced_runs']} / {ref['cjk_spaces_per_1000']:.2f} |")
+    speed = [f"{table[e]['pages_per_s']:.0f} pages/s, {table[e]['peak_rss_mb']:.0f} MB" if e in table else "-"
+             for e in ENGINES]
+    out.append(f"| all ({table['pdfium']['pages']}) | speed, peak RSS | {' | '.join(speed)} | "
+               f"{table['pdftotext']['pages_per_s']:.0f} pages/s |")
+    return "\n".join(out)
 
 
 def print_table(table: dict, files: list[str]) -> None:
