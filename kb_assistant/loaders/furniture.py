@@ -95,37 +95,48 @@ def _zone(lines: list[str]) -> list[int]:
 def strip_furniture(pages: list[str]) -> tuple[list[str], Furniture]:
     """Remove running headers/footers, page numbers and TOC lines; returns the pages and a report."""
     split = [page.split("\n") for page in pages]
-    zones = [_zone(lines) for lines in split]
-    n_text = sum(1 for z in zones if z)
-    drop: list[dict[int, str]] = [{} for _ in split]
-    if n_text >= MIN_PAGES:
-        keys = Counter()
-        offsets = Counter()
-        for index, (lines, zone) in enumerate(zip(split, zones, strict=True)):
-            keys.update({_key(lines[i]) for i in zone})
-            offsets.update({value - index for i in zone for value in _numbers(lines[i])})
-        need = max(MIN_PAGES, math.ceil(REPEAT_SHARE * n_text))
-        frequent = {k for k, c in keys.items() if c >= need and k.strip()}
-        runs = {o for o, c in offsets.items() if c >= max(MIN_PAGES, math.ceil(RUN_SHARE * n_text))}
-        for index, (lines, zone) in enumerate(zip(split, zones, strict=True)):
-            for i in zone:
-                if _key(lines[i]) in frequent:
-                    drop[index][i] = "repeated"
-                elif any(value - index in runs for value in _numbers(lines[i])):
-                    drop[index][i] = "page_numbers"
-    for index, lines in enumerate(split):
-        filled = [i for i, line in enumerate(lines) if line.strip() and i not in drop[index]]
-        toc = [i for i in filled if is_toc_line(lines[i])]
-        if toc and len(toc) >= TOC_PAGE_SHARE * len(filled):
-            toc = [i for i in filled if _TOC_ENTRY_RE.match(lines[i].strip())]
-        for i in toc:
-            drop[index][i] = "toc"
+    drop = _zone_furniture(split)
+    for lines, dropped in zip(split, drop, strict=True):
+        dropped.update(dict.fromkeys(_toc_lines(lines, dropped), "toc"))
     report = Furniture()
     out: list[str] = []
-    for index, lines in enumerate(split):
-        for i, kind in sorted(drop[index].items()):
+    for lines, dropped in zip(split, drop, strict=True):
+        for i, kind in sorted(dropped.items()):
             setattr(report, kind, getattr(report, kind) + 1)
             if kind != "toc" and len(report.samples) < 5 and lines[i].strip() not in report.samples:
                 report.samples.append(lines[i].strip())
-        out.append("\n".join(line for i, line in enumerate(lines) if i not in drop[index]))
+        out.append("\n".join(line for i, line in enumerate(lines) if i not in dropped))
     return out, report
+
+
+def _zone_furniture(split: list[list[str]]) -> list[dict[int, str]]:
+    """Per page, {line index: "repeated" | "page_numbers"} for the zone lines that are furniture."""
+    zones = [_zone(lines) for lines in split]
+    n_text = sum(1 for z in zones if z)
+    drop: list[dict[int, str]] = [{} for _ in split]
+    if n_text < MIN_PAGES:
+        return drop
+    keys: Counter[str] = Counter()
+    offsets: Counter[int] = Counter()
+    for index, (lines, zone) in enumerate(zip(split, zones, strict=True)):
+        keys.update({_key(lines[i]) for i in zone})
+        offsets.update({value - index for i in zone for value in _numbers(lines[i])})
+    need = max(MIN_PAGES, math.ceil(REPEAT_SHARE * n_text))
+    frequent = {k for k, c in keys.items() if c >= need and k.strip()}
+    runs = {o for o, c in offsets.items() if c >= max(MIN_PAGES, math.ceil(RUN_SHARE * n_text))}
+    for index, (lines, zone) in enumerate(zip(split, zones, strict=True)):
+        for i in zone:
+            if _key(lines[i]) in frequent:
+                drop[index][i] = "repeated"
+            elif any(value - index in runs for value in _numbers(lines[i])):
+                drop[index][i] = "page_numbers"
+    return drop
+
+
+def _toc_lines(lines: list[str], dropped: dict[int, str]) -> list[int]:
+    """Dot-leader lines; on a page that is mostly such lines, every entry ending in a page number."""
+    filled = [i for i, line in enumerate(lines) if line.strip() and i not in dropped]
+    toc = [i for i in filled if is_toc_line(lines[i])]
+    if toc and len(toc) >= TOC_PAGE_SHARE * len(filled):
+        toc = [i for i in filled if _TOC_ENTRY_RE.match(lines[i].strip())]
+    return toc
