@@ -296,7 +296,7 @@ def markdown(report: dict) -> str:
            "| pdftotext |", "|---|---|---|---|---|---|"]
     for name, ref in table["pdftotext"]["files"].items():
         eng = {e: table[e]["files"][name] for e in ENGINES if e in table}
-        what = "words" if ref["lang"] == "en" else "chars"
+        what = "word" if ref["lang"] == "en" else "char"
         loader = eng.get("loader")
         cells = [f"{100 * eng[e]['agreement']:.2f} %" if e in eng else "-" for e in ("pdfium", "pypdf")]
         cells.append(f"{100 * loader['agreement']:.2f} % ({100 * loader['precision']:.2f} / "
