@@ -1,9 +1,8 @@
 """The settings of a knowledge base: one typed section per stage, loaded from and saved to TOML.
 
-A knowledge base keeps its own ``config.toml``; values given to ``KnowledgeBase(config=...)`` or on the
-command line override it. Every section is a :class:`~kb_assistant.settings.Settings` dataclass whose
-fields declare their type, range or choices once; a bad value fails when the knowledge base opens, with
-a message naming the file, the section, the key and the allowed values.
+A knowledge base keeps its own ``config.toml``; ``KnowledgeBase(config=...)`` or CLI flags override it.
+Every section is a :class:`~kb_assistant.settings.Settings` dataclass whose fields declare their type,
+range or choices once; a bad value fails when the knowledge base opens, naming file, section and key.
 """
 
 from __future__ import annotations
@@ -62,8 +61,7 @@ class IngestConfig(Settings):
     SECTION: ClassVar[str] = "ingest"
     max_file_mb: float = setting(50.0, lo=0.001, hi=100_000,
                                  doc="larger files are reported as failed (`file larger than the ... limit`)")
-    include: list[str] = setting(factory=list, doc="glob patterns; when set, only matching files are "
-                                                   "ingested")
+    include: list[str] = setting(factory=list, doc="glob patterns; when set, only matching files go in")
     exclude: list[str] = setting(factory=list, doc="glob patterns of files to skip")
     overlap: bool = setting(True, doc="parse files in a background thread while embedding (false: parse "
                                       "everything first)")
@@ -74,6 +72,9 @@ class IngestConfig(Settings):
                                           "bucketing, more memory)")
     show_progress: bool | None = setting(None, doc="progress bars (unset: shown when the `kb_assistant` "
                                                    "logger is at INFO)")
+    pdf_engine: str = setting("auto", choices=("auto", "pdfium", "pypdf"),
+                              doc="PDF text engine: `auto` (PDFium, pypdf for files PDFium cannot open), "
+                                  "`pdfium` or `pypdf`")
 
 
 @dataclass
@@ -95,15 +96,13 @@ class RetrievalConfig(Settings):
                                                  "dense_weight); 0.3 measured best with MiniLM, which "
                                                  "cannot read Chinese")
     candidates: int = setting(50, lo=1, hi=10_000, doc="candidates taken from each index before fusion")
-    reranker_path: str | None = setting(None, doc="local sentence-transformers CrossEncoder; unset: no "
-                                                  "reranking")
+    reranker_path: str | None = setting(None, doc="local sentence-transformers CrossEncoder (unset: none)")
     rerank_top: int = setting(20, lo=1, hi=1_000, doc="fused candidates re-scored by the cross-encoder")
     mmr_lambda: float = setting(0.0, lo=0.0, hi=1.0,
                                 doc="> 0 re-orders the hits by MMR for diversity (0: off)")
     dedup_threshold: float = setting(0.95, lo=0.0, hi=1.0,
                                      doc="near-duplicate: cosine to a better hit above this sends a hit last")
-    neighbours: int = setting(0, lo=0, hi=10, doc="chunks around each hit put in `hit.metadata['context']` "
-                                                  "(0: off)")
+    neighbours: int = setting(0, lo=0, hi=10, doc="chunks around a hit put in `hit.metadata['context']`")
 
 
 ANSWER_MODES = ("auto", "generate", "extractive")
@@ -121,8 +120,7 @@ class QueryConfig(Settings):
             "0.34 is what `kb calibrate` picked on the dev QA set; re-run it on your own QA file")
     max_context_tokens: int = setting(256, lo=32, hi=32_768,
                                       doc="token budget of the numbered passages in the prompt")
-    unknown_text: dict[str, str] = setting(factory=dict, doc="unknown answer per language, e.g. "
-                                                             "`{en = \"...\", zh = \"...\"}`")
+    unknown_text: dict[str, str] = setting(factory=dict, doc="unknown answer per language, `{en = \"...\"}`")
     max_history_turns: int = setting(3, lo=0, hi=100,
                                      doc="turns a chat session keeps to rewrite follow-up questions")
     cache_size: int = setting(256, lo=0, hi=1_000_000,
@@ -199,8 +197,7 @@ class GenerationSection(GenerationConfig):
                                                        "too)")
     dtype: str = setting("auto", choices=DTYPES,
                          doc="weights dtype; `auto` = bf16 (fp16 where unsupported) on CUDA, fp32 on CPU")
-    int8: bool | None = setting(None, doc="dynamic int8 quantisation of the linear layers (CPU only; unset: "
-                                          "off)")
+    int8: bool | None = setting(None, doc="dynamic int8 quantisation of the linear layers (CPU only)")
     reuse_prefix: bool = setting(True, doc="reuse the KV cache of the fixed system prompt across questions")
 
     GENERATOR_KEYS: ClassVar[tuple[str, ...]] = ("model_path", "device", "dtype", "int8", "reuse_prefix")
