@@ -34,6 +34,7 @@ SECTIONS: list[tuple[str | None, str, str]] = [
     ("generation", "kb_assistant.config:GenerationSection",
      "`[generation]` in `config.toml` (the decoding settings also per call: `kb.ask(q, temperature=0.7)`)"),
     ("safety", "kb_assistant.config:SafetyConfig", "`[safety]` in `config.toml`"),
+    ("server", "kb_assistant.config:ServerConfig", "`[server]` in `config.toml`, read by `kb serve`"),
     (None, "kb_assistant.finetune.train:TrainConfig",
      "`kb finetune train` flags / `kb_assistant.finetune.train(..., TrainConfig(...))`"),
     (None, "kb_assistant.finetune.data:DataGenConfig",

@@ -71,6 +71,7 @@ class EndlessGenerator:
     that was closed. Later calls answer at once, like :class:`BlockingGenerator` released."""
 
     TEXT = BlockingGenerator.TEXT
+    LOOP = ("The", "VPN", "server", "is", "vpn.acme.example", "on", "port", "1194", "and")
 
     def __init__(self, endless: int = 1, delay: float = 0.02) -> None:
         self.endless, self.delay = endless, delay
@@ -93,7 +94,7 @@ class EndlessGenerator:
         self.started.release()
         try:
             while True:
-                for word in "The VPN server is vpn.acme.example on port 1194 and".split():
+                for word in self.LOOP:
                     time.sleep(self.delay)
                     yield word + " "
         finally:

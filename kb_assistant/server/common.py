@@ -114,7 +114,7 @@ Caller = Annotated[list[str] | None, Depends(caller_groups)]
 class PathView:
     """Document paths as API clients see them, never absolute: uploads relative to the knowledge base
     (``uploads/hr/plan.txt``), other files relative to the deepest folder holding every ingested file
-    (``handbook/vpn.md``). That folder is recomputed when the docstore changes."""
+    (``policies/vpn.md``). That folder is recomputed when the docstore changes."""
 
     def __init__(self, kb: Any) -> None:
         self.kb = kb
