@@ -138,7 +138,7 @@ def _install_core_routes(app: FastAPI) -> None:
         return {"status": "ok", "version": __version__, "auth": st.api_keys is not None,
                 "uptime_s": round(time.time() - st.started, 1), "queue": st.queue.stats(),
                 "request_timeout_s": st.config.request_timeout_s, "reloads": st.reloads,
-                "kb_version": getattr(st.kb, "version", None), "rate_limited": st.rate.refused}
+                "rate_limited": st.rate.refused}
 
     @app.post("/v1/search")
     async def search(req: SearchRequest, request: Request,

@@ -82,7 +82,7 @@ def stop_at_deadline(pieces: Iterator[str], deadline: Deadline | None, gate: Gen
     try:
         for piece in pieces:
             if deadline is not None and deadline.passed():
-                gate.timed_out += 1
+                gate.note_timeout()
                 raise deadline.error(started)
             yield piece
     finally:
@@ -156,6 +156,10 @@ class GenerationGate:
                 self.served += 1
                 self.longest_hold_s = max(self.longest_hold_s, time.monotonic() - held)
                 self._cond.notify_all()
+
+    def note_timeout(self) -> None:
+        with self._cond:
+            self.timed_out += 1
 
     def stats(self) -> dict[str, Any]:
         with self._cond:

@@ -63,6 +63,7 @@ class ServerState:
         self.upload_lock = threading.Lock()
         self.started = time.time()
         self.reloads = 0
+        self._retry_at = 0.0
         self.follow_kb()  # open the indexes now, under the knowledge base's lock
 
     @property
@@ -74,9 +75,19 @@ class ServerState:
         return Deadline.after(self.config.request_timeout_s)
 
     def follow_kb(self) -> None:
-        """Pick up changes other processes made to the knowledge base (``kb.refresh()``)."""
+        """Pick up changes other processes made to the knowledge base (``kb.refresh()``; in a worker
+        thread, before each ``/v1`` request). A refresh that fails is logged and retried 5 s later; the
+        server keeps answering from what it has meanwhile."""
         refresh = getattr(self.kb, "refresh", None)
-        if refresh is not None and refresh():
-            self.reloads += 1
-            logger.info("%s changed on disk: indexes re-opened (docstore version %s)",
-                        getattr(self.kb, "path", "the knowledge base"), getattr(self.kb, "version", "?"))
+        if refresh is None or time.monotonic() < self._retry_at:
+            return
+        try:
+            if refresh():
+                self.reloads += 1
+                logger.info("%s changed on disk: indexes re-opened (docstore version %s)",
+                            getattr(self.kb, "path", "the knowledge base"), getattr(self.kb, "version", "?"))
+            self.paths.root()  # recomputed here, off the event loop, when the documents changed
+        except Exception:  # noqa: BLE001 - a request must not fail because a reload did
+            self._retry_at = time.monotonic() + 5.0
+            logger.exception("re-opening the indexes of %s failed; retrying in 5 s",
+                             getattr(self.kb, "path", "the knowledge base"))
