@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import ConfigError
-from .settings import Settings, setting
+from .settings import Settings, dumps_toml, setting
 from .storage_utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -141,6 +141,9 @@ class QueryConfig(Settings):
     extractive_sentences: int = setting(2, lo=1, hi=20,
                                         doc="evidence sentences an extractive answer quotes (2 measured best "
                                             "on the dev set)")
+    extractive_min_overlap: float = setting(0.0, lo=0.0, hi=1.0,
+                                            doc="a sentence after the first is quoted only when it holds at "
+                                                "least this share of the question terms the best one holds")
     max_new_tokens: int = setting(48, lo=1, hi=4096, doc="generation budget of an answer")
     max_sentences: int | None = setting(1, lo=1, hi=100,
                                         doc="answers are cut after this many sentences (unset: no limit)")
@@ -223,6 +226,51 @@ class GenerationSection(GenerationConfig):
                 if f.init and getattr(self, f.name) != getattr(base, f.name)}
 
 
+GATE_FEATURES = ["dense_top", "bm25_top", "coverage", "absent", "absent_name"]
+
+
+@dataclass
+class GateConfig(Settings):
+    """The self-calibrating unknown gate: fitted per knowledge base on probe questions it generates about
+    itself (``kb tune``, ``KnowledgeBase.calibrate_gate()``, and automatically after an ingest that
+    changed enough of it); ``fitted`` holds the fitted models and what they were fitted on."""
+
+    SECTION: ClassVar[str] = "gate"
+    mode: str = setting("auto", choices=("auto", "fitted", "threshold"),
+                        doc="`fitted`: the knowledge base's own fitted gate; `threshold`: the top hit's "
+                            "calibrated score against `[query] unknown_threshold`; `auto`: fitted when "
+                            "fitted, else threshold")
+    probes: int = setting(200, lo=20, hi=100_000, doc="answerable probe questions generated per language "
+                                                      "(as many negatives again)")
+    features: list[str] = setting(factory=lambda: list(GATE_FEATURES),
+                                  doc="the signals the gate combines (`kb_assistant.gate.features`); chosen "
+                                      "on the tune splits of both dev corpora")
+    target_unknown_recall: float = setting(0.8, lo=0.0, hi=1.0,
+                                           doc="share of the negative probes the fitted gate must refuse")
+    max_false_unknown: float = setting(0.1, lo=0.0, hi=1.0,
+                                       doc="share of the answerable probes it may refuse (when both targets "
+                                           "can be met)")
+    auto_refit_share: float | None = setting(0.2, lo=0.0, hi=1.0,
+                                             doc="refit after an ingest that added, changed or removed more "
+                                                 "than this share of the chunks (unset: never "
+                                                 "automatically)")
+    min_chunks: int = setting(100, lo=1, hi=10_000_000,
+                              doc="knowledge bases with fewer chunks keep the threshold gate (too little "
+                                  "text for probes)")
+    seed: int = setting(0, doc="random seed of the probes")
+    fitted: dict[str, Any] = setting(factory=dict, doc="written by the fit: per language the model "
+                                                       "(features, weights, threshold) and what it was "
+                                                       "fitted on")
+
+    def check(self) -> None:
+        from .gate.features import FEATURES
+
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown or not self.features:
+            raise ConfigError(f"GateConfig.features must be a non-empty list of {', '.join(FEATURES)}; "
+                              f"got {self.features!r}")
+
+
 REFUSAL_TEXT = {
     "en": "Sorry, I can't help with that question.",
     "zh": "抱歉，该问题涉及敏感内容，无法回答。",
@@ -260,10 +308,8 @@ class SafetyConfig(Settings):
     redact_audit: bool = setting(True, doc="redact the same PII in the audit log")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SafetyConfig:
-        if isinstance(data, dict) and "enabled" not in data and data:
-            data = {**data, "enabled": True}
-        return super().from_dict(data)
+    def normalise(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return {**data, "enabled": True} if data and "enabled" not in data else data
 
     def check(self) -> None:
         if self.word_list_path and not Path(self.word_list_path).is_file():
@@ -311,6 +357,7 @@ class KBConfig:
     query: QueryConfig = field(default_factory=QueryConfig)
     generation: GenerationSection = field(default_factory=GenerationSection)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
 
     @classmethod
@@ -342,9 +389,12 @@ class KBConfig:
     def merged(self, overrides: dict[str, Any]) -> KBConfig:
         """A copy with ``{"section": {"field": value}}`` overrides applied (and validated)."""
         data = self.to_dict()
+        sections = self.sections()
         for section, values in overrides.items():
             if not isinstance(values, dict):
                 raise ConfigError(f"config override for [{section}] must be a mapping")
+            if section in sections:
+                values = sections[section].normalise(values)
             data.setdefault(section, {}).update(values)
         return KBConfig.from_dict(data)
 
@@ -367,34 +417,3 @@ class KBConfig:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         atomic_write_text(Path(path), dumps_toml(self.to_dict()))
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise ConfigError(f"cannot write {type(value).__name__} value {value!r} to TOML")
-
-
-def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
-
-
-def dumps_toml(data: dict[str, dict[str, Any]]) -> str:
-    """Write a two-level mapping (sections of scalars/lists/inline tables) as TOML; None values omitted."""
-    lines: list[str] = []
-    for section, values in data.items():
-        lines.append(f"[{section}]")
-        for key, value in values.items():
-            if value is not None:
-                lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-        lines.append("")
-    return "\n".join(lines)

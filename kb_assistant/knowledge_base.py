@@ -219,6 +219,15 @@ class KnowledgeBase:
                                 groups=groups, tags=tags, show_progress=show_progress)
             report = ingestor.run(paths, include=include, exclude=exclude, prune=prune)
             self._save_indexes()
+            if self._gate_is_stale(report.chunks_added + report.chunks_removed):
+                import time
+
+                t0 = time.perf_counter()
+                try:
+                    self.calibrate_gate()
+                except KBError as exc:
+                    logger.warning("unknown gate not refitted: %s", exc)
+                report.timings["gate_s"] = time.perf_counter() - t0
             return report
 
     def _resolve_doc(self, source: str | os.PathLike[str]) -> str | None:
@@ -292,10 +301,17 @@ class KnowledgeBase:
         """The QueryEngine over this knowledge base: its ``search``, ``version`` and ``adapter``, and the
         ``[query]``, ``[generation]`` and ``[safety]`` sections."""
         from .answering import QueryEngine
+        from .gate import Gate
         from .generation import Generator
         from .safety import AuditLog, SafetyFilter
 
         cfg = self.config
+        gate = None
+        if cfg.gate.mode != "threshold" and cfg.gate.fitted:
+            gate = Gate.from_config(cfg.gate.fitted, self.indexes.sparse)
+        if gate is None and cfg.gate.mode == "fitted":
+            logger.warning("%s: [gate] mode = 'fitted' but no gate is fitted (run `kb tune` or "
+                           "kb.calibrate_gate()): using the score threshold", self.path)
         safety = SafetyFilter(cfg.safety) if cfg.safety.enabled else None
         audit = None
         if cfg.query.audit_log:
@@ -309,7 +325,29 @@ class KnowledgeBase:
 
         return QueryEngine(search, lambda: Generator(adapter=adapter, **gen_kw), cfg.query,
                            generation=cfg.generation.decoding(), safety=safety, audit=audit,
-                           version_fn=lambda: self.version)
+                           version_fn=lambda: self.version, gate=gate)
+
+    def calibrate_gate(self, **overrides: Any) -> dict[str, Any]:
+        """Fit this knowledge base's unknown gate on probe questions it generates about itself (no
+        labelled data; :mod:`kb_assistant.gate`) and store it in ``config.toml`` ``[gate] fitted``.
+        ``overrides``: any ``[gate]`` setting for this fit (probes, seed, targets...). Returns the report."""
+        from .gate import fit_gate
+
+        cfg = self.config.gate.replace(**overrides) if overrides else self.config.gate
+        models, report = fit_gate(lambda q, k: self.search(q, k), self.docstore, self.indexes.sparse,
+                                  n_probes=cfg.probes, k=self.config.query.k, seed=cfg.seed,
+                                  features=cfg.features, target_unknown_recall=cfg.target_unknown_recall,
+                                  max_false_unknown=cfg.max_false_unknown)
+        fitted = {"models": {lang: m.to_dict() for lang, m in models.items()}, "report": report}
+        self.update_config({"gate": {**overrides, "fitted": fitted}})
+        return report
+
+    def _gate_is_stale(self, changed_chunks: int) -> bool:
+        cfg = self.config.gate
+        total = self.docstore.counts()["chunks"]
+        if cfg.auto_refit_share is None or cfg.mode == "threshold" or total < cfg.min_chunks:
+            return False
+        return not cfg.fitted or changed_chunks > cfg.auto_refit_share * total
 
     def ask(self, question: str, **params: Any) -> Answer:
         """Answer from the knowledge base, with citations; the fixed "unknown" template (and no generator

@@ -188,10 +188,14 @@ class DocStore:
         """Change a document's access groups and tags without touching its chunks."""
         cur = self.conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
-        cur.execute("UPDATE documents SET groups=?, tags=? WHERE doc_id=?",
-                    (json.dumps(groups), json.dumps(tags), doc_id))
-        self._bump(cur)
-        cur.execute("COMMIT")
+        try:
+            cur.execute("UPDATE documents SET groups=?, tags=? WHERE doc_id=?",
+                        (json.dumps(groups), json.dumps(tags), doc_id))
+            self._bump(cur)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
 
     def _bump(self, cur: sqlite3.Cursor) -> None:
         cur.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='version'")
