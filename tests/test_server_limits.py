@@ -186,3 +186,25 @@ def test_a_generation_past_the_timeout_is_stopped_and_frees_the_slot(tmp_path):
         queue = httpx.get(f"{base}/healthz").json()["queue"]
         assert queue["running"] == 0 and queue["served"] == 3 and queue["longest_hold_s"] < 2.5
     kb.close()
+
+
+@pytest.mark.slow
+def test_the_real_generator_is_stopped_at_the_timeout(tmp_path):
+    """The real model (SmolLM2): a generation past a tiny timeout is stopped within a token or two, and
+    the next request gets the generator (its own generation starts: it is stopped too, not refused)."""
+    from kb_assistant import KnowledgeBase
+
+    built = build_tiny_kb(tmp_path)
+    built.close()
+    kb = KnowledgeBase(built.path, config=built.config.merged({"query": {"max_sentences": None}}))
+    kb.engine.generator.warm_up()  # the model loads outside the measured requests
+    question = {"question": VPN_QUESTION, "use_cache": False, "answer_mode": "generate",
+                "max_new_tokens": 1024}
+    with running_server(create_app(kb, request_timeout=0.1)) as base:
+        for _ in range(2):
+            r = httpx.post(f"{base}/v1/ask", json=question, timeout=120)
+            refused(r, 504, "generation stopped", "request_timeout_s")
+        queue = httpx.get(f"{base}/healthz").json()["queue"]
+        assert queue["running"] == 0 and queue["served"] == 2 and queue["timed_out"] == 2
+        assert queue["rejected"] == 0 and queue["longest_hold_s"] < 5.0
+    kb.close()

@@ -80,8 +80,8 @@ class Limits:
                 f"upload request exceeds {self.upload_request_bytes:,} bytes ({MAX_UPLOAD_FILES} files of "
                 f"at most {self.max_upload_bytes:,} bytes; {how_to_raise('max_upload_mb')})")
         size = f"{got:,} bytes" if got is not None else f"more than {self.body_bytes:,} bytes"
-        return RequestTooLarge(f"request body has {size}; the limit is {self.body_bytes:,} (it follows "
-                               f"{how_to_raise('max_question_chars')} and max_conversation_chars)")
+        return RequestTooLarge(f"request body has {size}; the limit is {self.body_bytes:,}, set by [server] "
+                               "max_question_chars and max_conversation_chars (raise them in config.toml)")
 
     def upload_error(self, name: str) -> RequestTooLarge:
         return RequestTooLarge(f"{name}: file exceeds the upload limit of {self.max_upload_bytes:,} bytes "
