@@ -324,6 +324,21 @@ class SafetyConfig(Settings):
         return list(self.sensitive_words) + load_word_list(self.word_list_path)
 
 
+@dataclass
+class ServerConfig(Settings):
+    """Limits of ``kb serve`` (its flags override them); a refusal is a 4xx naming the setting to raise."""
+
+    SECTION: ClassVar[str] = "server"
+    max_upload_mb: float = setting(20.0, lo=0.001, hi=1e5, doc="one uploaded file (413 beyond)")
+    max_question_chars: int = setting(4000, lo=1, hi=10**6, doc="a question, query or last chat message")
+    max_conversation_chars: int = setting(100_000, lo=1, hi=10**8, doc="the earlier messages, together")
+    max_question_tokens: int = setting(512, lo=1, hi=10**6, doc="question + history terms (embedder tokens)")
+    rate_limit_per_minute: float = setting(600.0, lo=0, hi=1e6, doc="per API key or client address; 0: off")
+    request_timeout_s: float = setting(120.0, lo=0.1, hi=86_400, doc="longer answers are stopped (503/504)")
+    queue_size: int = setting(32, lo=0, hi=10**5, doc="answers waiting for the generator (503 beyond)")
+    allowed_hosts: list[str] = setting(factory=list, doc="Host names accepted without keys besides localhost")
+
+
 #: settings that older versions wrote and that no longer exist: dropped on load with a warning
 REMOVED_SETTINGS = {"ingest": ("parse_workers",)}
 
@@ -340,6 +355,7 @@ class KBConfig:
     generation: GenerationSection = field(default_factory=GenerationSection)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     gate: GateConfig = field(default_factory=GateConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
 
     @classmethod
     def sections(cls) -> dict[str, type[Settings]]:

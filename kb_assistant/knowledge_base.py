@@ -69,6 +69,8 @@ class KnowledgeBase:
         self._engine: QueryEngine | None = None
         self._lock = threading.RLock()
         self._write_depth = 0
+        #: the docstore version the in-memory indexes reflect (None: unknown; see refresh())
+        self._synced: int | None = None
         if self.manifest is not None:
             check_embedder(self.manifest, self.embedder.name)
 
@@ -99,12 +101,53 @@ class KnowledgeBase:
         if self._retriever is None:
             with self._lock:
                 if self._retriever is None:
-                    from .retrieval import Retriever
-
-                    self._retriever = Retriever(self.docstore, self.indexes.dense, self.indexes.sparse,
-                                                self.embedder, self.config.retrieval,
-                                                load_calibration(self.path, self.embedder.name))
+                    self._retriever = self._make_retriever()
         return self._retriever
+
+    def _make_retriever(self) -> Retriever:
+        from .retrieval import Retriever
+
+        return Retriever(self.docstore, self.indexes.dense, self.indexes.sparse, self.embedder,
+                         self.config.retrieval, load_calibration(self.path, self.embedder.name))
+
+    def refresh(self) -> bool:
+        """Follow changes other processes made (``kb ingest`` while ``kb serve`` runs): when the docstore's
+        change counter moved since the indexes were loaded, re-open them from their files (under the shared
+        lock, so never in the middle of a write) and drop the answer cache. One read of the counter when
+        nothing changed; skipped (False) while a writer is busy, so the next call catches up. Returns
+        whether the indexes were re-opened after a change."""
+        if self.docstore.version == self._synced or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if self._write_depth:
+                return False
+            with open(self.path / ".lock", "a+") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:  # another process is writing: keep serving what we have
+                    return False
+                try:
+                    changed = self._synced is not None
+                    self._reopen_indexes(eager=True)
+                    return changed
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+    def _reopen_indexes(self, eager: bool = False) -> None:
+        """Replace the in-memory indexes by those on disk (the caller holds the file lock, so the files
+        match the docstore); in-flight searches finish on the old ones."""
+        version = self.docstore.version
+        indexes = Indexes(self.path, self.docstore, lambda: self.dim)
+        if eager:
+            indexes.open()
+        self.indexes = indexes
+        if self._retriever is not None:
+            self._retriever = self._make_retriever()
+        if self._engine is not None:
+            self._engine.clear_cache()
+        self._synced = version
 
     def update_config(self, overrides: dict[str, Any]) -> None:
         """Apply ``{"section": {"key": value}}`` (validated), save ``config.toml`` and rebuild the answer
@@ -148,11 +191,16 @@ class KnowledgeBase:
             with open(self.path / ".lock", "a+") as fh:
                 fcntl.flock(fh, fcntl.LOCK_EX)
                 self._write_depth = 1
+                synced: int | None = None
                 try:
                     if self.manifest is not None:
                         check_embedder(self.manifest, self.embedder.name, self.dim)
+                    if self._synced != self.docstore.version:  # never write indexes older than the docstore
+                        self._reopen_indexes()
                     yield
+                    synced = self.docstore.version
                 finally:
+                    self._synced = synced  # None after a failed write: the next refresh re-opens
                     self._write_depth = 0
                     fcntl.flock(fh, fcntl.LOCK_UN)
 

@@ -36,6 +36,7 @@ SECTIONS: list[tuple[str | None, str, str]] = [
     ("safety", "kb_assistant.config:SafetyConfig", "`[safety]` in `config.toml`"),
     ("gate", "kb_assistant.config:GateConfig",
      "`[gate]` in `config.toml` (`kb tune`, `kb.calibrate_gate()`)"),
+    ("server", "kb_assistant.config:ServerConfig", "`[server]` in `config.toml`, read by `kb serve`"),
     (None, "kb_assistant.finetune.train:TrainConfig",
      "`kb finetune train` flags / `kb_assistant.finetune.train(..., TrainConfig(...))`"),
     (None, "kb_assistant.finetune.data:DataGenConfig",
