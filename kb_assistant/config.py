@@ -74,6 +74,10 @@ class IngestConfig(Settings):
                                           "bucketing, more memory)")
     show_progress: bool | None = setting(None, doc="progress bars (unset: shown when the `kb_assistant` "
                                                    "logger is at INFO)")
+    queue_mb: float = setting(64.0, lo=1, hi=100_000, doc="text parsed ahead of embedding, at most (bounds "
+                                                           "the ingest's memory whatever the corpus size)")
+    engine: str = setting("local", choices=("local", "ray"), doc="`local` (threads in this process) or `ray` "
+                                                                "(parse and embed on a Ray cluster)")
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .calibration import load_calibration
 from .chunking import Chunker, make_doc_id
 from .config import KBConfig
-from .errors import KBError
+from .errors import ConfigError, KBError
 from .store.docstore import DocStore
 from .store.indexes import Indexes
 from .store.manifest import check_embedder, read_manifest, write_manifest
@@ -37,6 +37,7 @@ from .types import Hit, IngestReport
 if TYPE_CHECKING:
     from .answering import Answer, ChatSession, QueryEngine, StreamingAnswer
     from .embedding import Embedder
+    from .ingest_ray import RayOptions
     from .retrieval import Retriever
     from .store.vector import DenseIndex
 
@@ -160,15 +161,30 @@ class KnowledgeBase:
     def ingest(self, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
                include: Sequence[str] | None = None, exclude: Sequence[str] | None = None,
                groups: Sequence[str] | None = None, tags: Sequence[str] | None = None,
-               prune: bool = False, show_progress: bool | None = None) -> IngestReport:
-        """Add or update files and folders; unchanged files (same content hash) are skipped."""
+               prune: bool = False, show_progress: bool | None = None, engine: str | None = None,
+               ray_options: RayOptions | dict[str, Any] | None = None) -> IngestReport:
+        """Add or update files and folders; unchanged files (same content hash) are skipped.
+
+        ``engine``: ``"local"`` or ``"ray"`` (default: ``[ingest] engine``); ``ray_options``: a
+        :class:`~kb_assistant.ingest_ray.RayOptions` or its fields (address, workers, gpus_per_worker, ...).
+        """
         from .ingest import Ingestor
 
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
+        cfg = self.config.ingest if engine is None else self.config.ingest.replace(engine=engine)
+        if ray_options and cfg.engine != "ray":
+            raise ConfigError("ray_options need engine='ray'")
         with self._writer():
-            ingestor = Ingestor(self.docstore, self.indexes, self.embedder, self.chunker, self.config.ingest,
-                                groups=groups, tags=tags, show_progress=show_progress)
+            if cfg.engine == "ray":
+                from .ingest_ray import RayIngestor
+
+                ingestor: Ingestor = RayIngestor(self.docstore, self.indexes, self.embedder, self.chunker,
+                                                 cfg, embedding=self.config.embedding, options=ray_options,
+                                                 groups=groups, tags=tags, show_progress=show_progress)
+            else:
+                ingestor = Ingestor(self.docstore, self.indexes, self.embedder, self.chunker, cfg,
+                                    groups=groups, tags=tags, show_progress=show_progress)
             report = ingestor.run(paths, include=include, exclude=exclude, prune=prune)
             self._save_indexes()
             return report
