@@ -11,8 +11,8 @@ The single writer commits each file in one docstore transaction exactly as the l
 walk order (Ray Data's ``preserve_order``), and a vector already stored wins over a fresh one, so chunk
 ids, row ids, docstore rows and search results are those of a local ingest (vectors equal within float
 tolerance). Killing the driver loses only files not yet committed, which the next run's hash check
-picks up; a dead worker's task is retried by Ray and rows of a file already received are ignored, so
-nothing is committed twice.
+picks up; a dead worker's task is retried by Ray (Ray Data's defaults: tasks retried, actors restarted) and
+rows of a file already received are ignored, so nothing is committed twice.
 
 Ray Data fits: it streams with backpressure, pools stateful actors (one model each) and places them on
 GPUs. Its pipeline needs its input up front, so the driver holds the list of files to parse (about
@@ -70,6 +70,8 @@ class RayOptions(Settings):
     cpus_per_worker: float = setting(1.0, lo=0.25, hi=256, doc="CPUs of each embedding actor (its torch "
                                                               "threads)")
     files_per_task: int = setting(8, lo=1, hi=100_000, doc="files one parse task loads and chunks")
+    parse_memory_mb: float = setting(512.0, lo=1, hi=1_000_000, doc="memory a parse task reserves (Ray runs "
+                                                                   "no more parse tasks than fit)")
 
 
 _CHUNKERS: dict[str, Chunker] = {}
@@ -214,7 +216,7 @@ def _ray_session(options: RayOptions) -> Iterator[None]:
         ray.init(address=options.address, **kwargs)
     else:  # logical CPUs: the actors' plus one for parsing, even on a small machine
         need = math.ceil(options.workers * options.cpus_per_worker) + 1
-        ray.init(num_cpus=max(os.cpu_count() or 1, need), **kwargs)
+        ray.init(address="local", num_cpus=max(os.cpu_count() or 1, need), **kwargs)
     try:
         yield
     finally:
@@ -278,15 +280,18 @@ class RayIngestor(Ingestor):
         items = [asdict(p) for p in todo]
         blocks = max(1, math.ceil(len(items) / opts.files_per_task))
         ds = ray.data.from_items(items, override_num_blocks=blocks)
-        ds = ds.map_batches(_parse_rows, batch_format="pyarrow", batch_size=None, num_cpus=1, max_retries=3,
+        # the memory reservation also keeps parsing in tasks of its own (not fused into the actors), so
+        # files are parsed while the actors embed, as the local engine's parser thread does
+        ds = ds.map_batches(_parse_rows, batch_format="pyarrow", batch_size=None, num_cpus=1,
+                            memory=opts.parse_memory_mb * 2**20,
                             fn_kwargs={"embedding": self.embedding, "chunking": self.chunker.config,
                                        "max_bytes": self.max_bytes, "groups": self.groups, "tags": self.tags})
         gpus = opts.gpus_per_worker or None
         return ds.map_batches(_EmbedActor, batch_format="numpy", batch_size=cfg.embed_batch_chunks,
-                              concurrency=opts.workers, num_cpus=opts.cpus_per_worker, num_gpus=gpus,
+                              compute=ray.data.ActorPoolStrategy(size=opts.workers),
+                              num_cpus=opts.cpus_per_worker, num_gpus=gpus,
                               fn_constructor_kwargs={"embedding": self.embedding,
-                                                     "expect": self.embedder.name},
-                              max_restarts=-1, max_task_retries=-1)
+                                                     "expect": self.embedder.name})
 
     def _stream(self, todo: list[Pending], writer: Writer) -> float:
         """Run the pipeline and commit what streams back; returns the workers' embedding seconds."""
