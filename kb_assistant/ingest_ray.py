@@ -303,6 +303,10 @@ class RayIngestor(Ingestor):
         saved = ctx.execution_options.preserve_order, ctx.enable_progress_bars
         ctx.execution_options.preserve_order = True  # commit in walk order: the local engine's row ids
         ctx.enable_progress_bars = False
+        data_log = logging.getLogger("ray.data")  # its per-run INFO lines only when we are debugging
+        saved_level = data_log.level
+        if not logger.isEnabledFor(logging.DEBUG):
+            data_log.setLevel(logging.WARNING)
         assembler = _Assembler(self.groups, self.tags)
         bar = tqdm(total=len(todo), desc="ingest (ray)", unit="file", disable=not self.show_progress)
         embed_s = 0.0
@@ -325,6 +329,7 @@ class RayIngestor(Ingestor):
             raise KBError(f"Ray ingest failed: {first[:300]}") from exc
         finally:
             ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
+            data_log.setLevel(saved_level)
             bar.close()
         return embed_s
 

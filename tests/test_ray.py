@@ -18,7 +18,8 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'kb-a
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-QUERIES = ("which port does the VPN use?", "annual leave days", "widget 7-3 weight", "年假", "help desk hours")
+QUERIES = ("which port does the VPN use?", "annual leave days", "widget 7-3 weight", "年假",
+           "help desk hours")
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +52,8 @@ def _corpus(root: Path, write) -> Path:
 
 def _rows(kb) -> tuple[list, list, dict[str, np.ndarray]]:
     conn = kb.docstore.conn
-    docs = conn.execute("SELECT doc_id, path, content_hash, mtime, size, file_type, status, n_chunks, groups, "
-                        "tags FROM documents ORDER BY doc_id").fetchall()
+    docs = conn.execute("SELECT doc_id, path, content_hash, mtime, size, file_type, status, n_chunks, "
+                        "groups, tags FROM documents ORDER BY doc_id").fetchall()
     chunks = conn.execute("SELECT id, chunk_id, doc_id, position, text, metadata, n_tokens, embed_hash "
                           "FROM chunks ORDER BY id").fetchall()
     vectors = {cid: np.frombuffer(v, np.float32)
@@ -129,8 +130,8 @@ def test_killed_driver_loses_nothing_and_duplicates_nothing(cluster, tmp_path):
     docs.mkdir()
     n_files = 30
     for i in range(n_files):
-        (docs / f"doc_{i:03d}.txt").write_text(
-            " ".join(f"Section {i} fact {j}: the widget {i}-{j} weighs {i * 7 + j} grams." for j in range(12)))
+        facts = (f"Section {i} fact {j}: the widget {i}-{j} weighs {i * 7 + j} grams." for j in range(12))
+        (docs / f"doc_{i:03d}.txt").write_text(" ".join(facts))
     kb_dir = tmp_path / "kb"
     kb_dir.mkdir()
     # small embedding batches, checkpoint on every commit: the kill lands between commits and saves
