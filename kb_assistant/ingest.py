@@ -8,9 +8,10 @@ commits, so the model is never idle waiting for files; the Ray engine (:mod:`kb_
 parses and embeds on a cluster and commits through the same :class:`Writer`. Embeddings are re-used for
 any text already stored (unchanged parts of a changed file, boilerplate repeated across files).
 
-Memory does not grow with the corpus: the walk is streamed, the parse queue is bounded in files and in
-bytes of text (``[ingest] queue_mb``) and embedding goes in batches of ``embed_batch_chunks``. What does
-grow is per file and small: the set of seen paths (for ``prune``) and the report's path lists.
+Memory does not grow with the corpus's bytes: the walk is streamed, the parse queue is bounded in files
+and in bytes of text (``[ingest] queue_mb``) and embedding goes in batches of ``embed_batch_chunks``.
+What grows is per file and small: the report's path lists, the walker's set of files seen (symlink
+loops) and, with ``prune``, the set of paths walked; and the derived indexes themselves.
 """
 
 from __future__ import annotations
@@ -108,9 +109,10 @@ def failure_reason(exc: BaseException, shown: str) -> str:
 
 
 def check_file(store: DocStore, entry: WalkEntry, groups: list[str], tags: list[str], report: IngestReport,
-               seen: set[str]) -> Pending | None:
+               seen: set[str] | None) -> Pending | None:
     """The content-hash check against the docstore. None when the file failed (its reason goes in the
-    report) or is unchanged (its labels updated if they differ); else the file to parse."""
+    report) or is unchanged (its labels updated if they differ); else the file to parse. ``seen``
+    collects the normalised paths walked (for ``prune``; None: not collected)."""
     path = Path(entry.path)
     shown = str(path)
     if entry.error:
@@ -118,7 +120,8 @@ def check_file(store: DocStore, entry: WalkEntry, groups: list[str], tags: list[
         return None
     try:
         norm = normalise_path(path)
-        seen.add(norm)
+        if seen is not None:
+            seen.add(norm)
         st = path.stat()
         digest = file_hash(path)
         doc_id = make_doc_id(norm)
@@ -306,7 +309,7 @@ class Ingestor:
 
     # -- producer: walk, hash, parse, chunk -----------------------------------------------------------
     def _produce(self, entries: Iterator[WalkEntry], out: queue.Queue, report: IngestReport,
-                 seen: set[str], budget: _Budget | None, stop: threading.Event) -> None:
+                 seen: set[str] | None, budget: _Budget | None, stop: threading.Event) -> None:
         store = DocStore(self.docstore.path)  # own connection: sqlite connections are per thread
         try:
             for entry in entries:
@@ -333,7 +336,7 @@ class Ingestor:
         roots = [Path(p) for p in paths]
         cfg = self.config
         writer = self._writer(report)
-        seen: set[str] = set()
+        seen: set[str] | None = set() if prune else None
         # overlap=false parses everything first: an unbounded queue, by the setting's own definition
         budget = _Budget(int(cfg.queue_mb * 2**20)) if cfg.overlap else None
         q: queue.Queue = queue.Queue(maxsize=_QUEUE_FILES if cfg.overlap else 0)
@@ -381,6 +384,6 @@ class Ingestor:
                 except queue.Empty:
                     pass
             bar.close()
-        if prune:
+        if seen is not None:
             writer.prune(roots, seen)
         return writer.finish(start)

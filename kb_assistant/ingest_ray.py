@@ -256,7 +256,7 @@ class RayIngestor(Ingestor):
         report = IngestReport()
         roots = [Path(p) for p in paths]
         writer = self._writer(report)
-        seen: set[str] = set()
+        seen: set[str] | None = set() if prune else None
         todo = [p for e in self._walk(roots, include, exclude)
                 if (p := check_file(self.docstore, e, self.groups, self.tags, report, seen)) is not None]
         t_check = time.perf_counter() - start
@@ -269,7 +269,7 @@ class RayIngestor(Ingestor):
             with _ray_session(self.options):
                 _check_resources(self.options)
                 extra["embed_s_workers"] = self._stream(todo, writer)
-        if prune:
+        if seen is not None:
             writer.prune(roots, seen)
         return writer.finish(start, **extra)
 
