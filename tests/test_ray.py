@@ -112,6 +112,43 @@ def test_ray_ingest_is_identical_to_local(cluster, kb_factory, tmp_path, write):
     _assert_same_kb(local, remote)
 
 
+def test_killed_worker_is_retried_without_loss_or_duplicates(cluster, kb_factory, tmp_path, write):
+    import threading
+
+    import psutil
+
+    docs = tmp_path / "docs"
+    for i in range(24):
+        write(docs / f"w{i:02d}.txt", " ".join(f"Widget {i}-{j} weighs {i * 7 + j} g." for j in range(30)))
+    remote = kb_factory("ray", config={"ingest": {"embed_batch_chunks": 2}})
+    db = remote.path / "docstore.sqlite3"
+    killed: list[int] = []
+
+    def kill_an_embedding_actor() -> None:
+        deadline = time.monotonic() + 240
+        while not killed and time.monotonic() < deadline:
+            if _doc_count(db) >= 2:
+                for proc in psutil.Process().children(recursive=True):
+                    try:
+                        if "MapWorker" in " ".join(proc.cmdline()):
+                            proc.kill()
+                            killed.append(proc.pid)
+                            return
+                    except psutil.Error:
+                        continue
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_an_embedding_actor, daemon=True)
+    killer.start()
+    report = remote.ingest(docs, engine="ray")
+    killer.join()
+    assert killed, "the kill should land while the ingest was running"
+    assert len(report.added) == 24 and not report.failed
+    local = kb_factory("local", config={"ingest": {"embed_batch_chunks": 2}})
+    local.ingest(docs)
+    _assert_same_kb(local, remote)  # nothing lost, nothing committed twice
+
+
 def _doc_count(db: Path) -> int:
     if not db.exists():
         return 0
