@@ -11,10 +11,11 @@ Two series of synthetic corpora, generated in a temporary folder, each ingest in
          with the bytes parsed ahead of embedding (the old queue held up to 64 parsed files)
 The embedder is a deterministic stand-in (vectors from a hash of the text, 384 dimensions, token count
 = words + 2), so the run measures the pipeline's own memory in minutes; the real model adds a constant.
-``--old PATH`` runs the same corpora with the kb_assistant found at PATH (e.g. the main branch before
-this change) for comparison. Reported per run: peak RSS, RSS before the ingest started (imports, open
-knowledge base), the size of the derived index files at the end (the in-memory indexes are about that
-size), and peak - before - indexes: the pipeline's own memory.
+Each corpus is ingested with the derived indexes replaced by a stub that keeps nothing (the pipeline's
+own memory: walk, queue, batches, docstore writes, report) and with the real FAISS + BM25 indexes.
+``--old PATH`` also runs the pipeline alone with the kb_assistant found at PATH (e.g. the main branch
+before this change). Reported per run: peak RSS, RSS before the ingest started (imports, open knowledge
+base), the size of the index files at the end, and peak - before - index files (``pipeline_mb``).
 """
 
 from __future__ import annotations
@@ -102,6 +103,24 @@ class StandInEmbedder:
         return self.embed_documents([text])[0]
 
 
+class NullIndexes:
+    """Derived indexes that keep nothing: isolates the pipeline's own memory from the indexes'."""
+
+    dim = DIM
+
+    def open(self) -> None:
+        pass
+
+    def add(self, ids, vectors) -> None:  # noqa: ANN001
+        pass
+
+    def remove(self, ids) -> None:  # noqa: ANN001
+        pass
+
+    def save(self) -> None:
+        pass
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -111,7 +130,7 @@ def _current_rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def child(corpus: Path, kb_dir: Path, delay_s: float, queue_mb: float) -> dict:
+def child(corpus: Path, kb_dir: Path, delay_s: float, queue_mb: float, null_index: bool) -> dict:
     from kb_assistant.chunking import Chunker
     from kb_assistant.config import ChunkingConfig, IngestConfig
     from kb_assistant.ingest import Ingestor
@@ -121,7 +140,7 @@ def child(corpus: Path, kb_dir: Path, delay_s: float, queue_mb: float) -> dict:
     emb = StandInEmbedder(delay_s)
     kb_dir.mkdir(parents=True)
     store = DocStore(kb_dir / "docstore.sqlite3")
-    indexes = Indexes(kb_dir, store, DIM)
+    indexes = NullIndexes() if null_index else Indexes(kb_dir, store, DIM)
     indexes.open()
     chunker = Chunker(ChunkingConfig(), emb.count_tokens, emb.max_tokens)
     fields: dict = {"show_progress": False}
@@ -142,10 +161,12 @@ def child(corpus: Path, kb_dir: Path, delay_s: float, queue_mb: float) -> dict:
             "pipeline_mb": round(peak - before - index_mb, 1)}
 
 
-def run_one(code: Path, corpus: Path, work: Path, delay_s: float, queue_mb: float) -> dict:
+def run_one(code: Path, corpus: Path, work: Path, delay_s: float, queue_mb: float,
+            null_index: bool) -> dict:
     kb_dir = work / f"kb-{time.monotonic_ns()}"
     env = dict(os.environ, PYTHONPATH=str(code), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, __file__, "--child", str(corpus), str(kb_dir), str(delay_s), str(queue_mb)]
+    cmd = [sys.executable, __file__, "--child", str(corpus), str(kb_dir), str(delay_s), str(queue_mb),
+           str(int(null_index))]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     shutil.rmtree(kb_dir, ignore_errors=True)
     if out.returncode:
@@ -155,19 +176,21 @@ def run_one(code: Path, corpus: Path, work: Path, delay_s: float, queue_mb: floa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--files", type=int, nargs="*", default=[2000, 8000, 32000])
-    ap.add_argument("--big", type=int, nargs="*", default=[16, 32, 64])
-    ap.add_argument("--big-delay-ms", type=float, default=0.5, help="stand-in model time per chunk")
+    ap.add_argument("--files", type=int, nargs="*", default=[1000, 4000, 16000])
+    ap.add_argument("--big", type=int, nargs="*", default=[16, 64])
+    ap.add_argument("--big-delay-ms", type=float, default=2.0, help="stand-in model time per chunk")
     ap.add_argument("--queue-mb", type=float, default=16.0)
     ap.add_argument("--old", type=Path, help="also run the kb_assistant at this checkout")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/ingest_memory.json")
-    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        corpus, kb_dir, delay, queue_mb = args.child
-        print(json.dumps(child(Path(corpus), Path(kb_dir), float(delay), float(queue_mb))))
+        corpus, kb_dir, delay, queue_mb, null = args.child
+        print(json.dumps(child(Path(corpus), Path(kb_dir), float(delay), float(queue_mb), null == "1")))
         return
-    codes = [("new", ROOT)] + ([("old", args.old.resolve())] if args.old else [])
+    # (label, code, null index): the pipeline alone, new and old, then new with the real indexes
+    codes = [("new", ROOT, True)] + ([("old", args.old.resolve(), True)] if args.old else [])
+    codes.append(("new", ROOT, False))
     rows = []
     with tempfile.TemporaryDirectory(prefix="kb-mem-") as tmp:
         work = Path(tmp)
@@ -176,9 +199,10 @@ def main() -> None:
         for kind, n, delay in plan:
             corpus = work / f"{kind}-{n}"
             size = make_corpus(corpus, kind, n)
-            for label, code in codes:
+            for label, code, null in codes:
                 row = {"series": kind, "n_files": n, "corpus_mb": round(size / 2**20, 1), "code": label,
-                       **run_one(code, corpus, work, delay, args.queue_mb)}
+                       "indexes": "none" if null else "faiss+bm25",
+                       **run_one(code, corpus, work, delay, args.queue_mb, null)}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
             shutil.rmtree(corpus)

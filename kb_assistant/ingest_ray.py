@@ -62,8 +62,9 @@ class RayOptions(Settings):
     """Where and how wide the Ray engine runs (``kb ingest --engine ray --address A --workers N``)."""
 
     SECTION: ClassVar[str | None] = None
-    address: str | None = setting(None, doc="`auto`, `ray://head:10001` or a head address; unset: the "
-                                            "running Ray session, else a local cluster for this ingest")
+    address: str | None = setting(None, doc="`auto`, `ray://head:10001` or a head address; unset: a local "
+                                            "cluster for this ingest (a Ray session already running in "
+                                            "this process is always used as it is)")
     workers: int = setting(1, lo=1, hi=4096, doc="embedding actors, one model each")
     gpus_per_worker: float = setting(0.0, lo=0, hi=16, doc="GPUs of each embedding actor (1: a model per "
                                                            "GPU)")
