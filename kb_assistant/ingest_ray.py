@@ -254,19 +254,19 @@ class RayIngestor(Ingestor):
     def run(self, paths: Iterable[str | os.PathLike[str]], *, include: Sequence[str] | None = None,
             exclude: Sequence[str] | None = None, prune: bool = False) -> IngestReport:
         start = time.perf_counter()
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise KBError("engine='ray' needs Ray: pip install 'kb-assistant[ray]'") from None
         report = IngestReport()
         roots = [Path(p) for p in paths]
         writer = self._writer(report)
         seen: set[str] | None = set() if prune else None
-        todo = [p for e in self._walk(roots, include, exclude)
+        todo = [asdict(p) for e in self._walk(roots, include, exclude)
                 if (p := check_file(self.docstore, e, self.groups, self.tags, report, seen)) is not None]
         t_check = time.perf_counter() - start
         extra: dict[str, float] = {"check_s": t_check}
         if todo:
-            try:
-                import ray  # noqa: F401
-            except ImportError:
-                raise KBError("engine='ray' needs Ray: pip install 'kb-assistant[ray]'") from None
             with _ray_session(self.options):
                 _check_resources(self.options)
                 extra["embed_s_workers"] = self._stream(todo, writer)
@@ -274,13 +274,12 @@ class RayIngestor(Ingestor):
             writer.prune(roots, seen)
         return writer.finish(start, **extra)
 
-    def _dataset(self, todo: list[Pending]) -> Any:
+    def _dataset(self, todo: list[dict[str, Any]]) -> Any:
         import ray
 
         opts, cfg = self.options, self.config
-        items = [asdict(p) for p in todo]
-        blocks = max(1, math.ceil(len(items) / opts.files_per_task))
-        ds = ray.data.from_items(items, override_num_blocks=blocks)
+        blocks = max(1, math.ceil(len(todo) / opts.files_per_task))
+        ds = ray.data.from_items(todo, override_num_blocks=blocks)
         # the memory reservation also keeps parsing in tasks of its own (not fused into the actors), so
         # files are parsed while the actors embed, as the local engine's parser thread does
         ds = ds.map_batches(_parse_rows, batch_format="pyarrow", batch_size=None, num_cpus=1,
@@ -294,7 +293,7 @@ class RayIngestor(Ingestor):
                               fn_constructor_kwargs={"embedding": self.embedding,
                                                      "expect": self.embedder.name})
 
-    def _stream(self, todo: list[Pending], writer: Writer) -> float:
+    def _stream(self, todo: list[dict[str, Any]], writer: Writer) -> float:
         """Run the pipeline and commit what streams back; returns the workers' embedding seconds."""
         from ray.data import DataContext
         from ray.exceptions import RayError
