@@ -6,6 +6,8 @@
 One corpus (examples/sample_kb + the first N sect.*.html pages of the handbook in benchmarks/.corpus),
 one fresh knowledge base per run, each run in its own subprocess, all in the same invocation:
   local        KnowledgeBase.ingest (parser thread + embedding in this process, torch on all cores)
+  local-1t     the same with one torch thread (OMP_NUM_THREADS=1): a control for a loaded machine,
+               where one multi-threaded process loses more to oversubscription than several 1-thread ones
   ray-1x1      engine="ray" on a local cluster: 1 embedding actor with 1 CPU
   ray-1x2      1 actor with 2 CPUs (torch threads = the local engine's)
   ray-2x1      2 actors with 1 CPU each
@@ -23,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,7 +34,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = {"local": None, "ray-1x1": (1, 1.0), "ray-1x2": (1, 2.0), "ray-2x1": (2, 1.0)}
+CONFIGS = {"local": None, "local-1t": None, "ray-1x1": (1, 1.0), "ray-1x2": (1, 2.0), "ray-2x1": (2, 1.0)}
 
 
 def corpus(handbook_files: int) -> list[str]:
@@ -121,6 +124,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--handbook-files", type=int, default=24)
     ap.add_argument("--configs", nargs="*", default=list(CONFIGS), choices=list(CONFIGS))
+    ap.add_argument("--repeats", type=int, default=1, help="rounds over the configs (interleaved)")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/ingest_ray.json")
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -133,24 +137,26 @@ def main() -> None:
     rows = []
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="kb-ray-bench-") as tmp:
-        for config in args.configs:
+        for config in [c for _ in range(args.repeats) for c in args.configs]:
             cmd = [sys.executable, __file__, "--handbook-files", str(args.handbook_files), "--child", config,
-                   str(Path(tmp) / config)]
-            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+                   str(Path(tmp) / f"{config}-{len(rows)}")]
+            run_env = dict(env, OMP_NUM_THREADS="1") if config == "local-1t" else env
+            out = subprocess.run(cmd, env=run_env, capture_output=True, text=True, check=False)
             if out.returncode:
                 raise SystemExit(f"{config} failed: {out.stderr[-3000:]}")
-            row = json.loads(out.stdout.strip().splitlines()[-1])
+            row = dict(json.loads(out.stdout.strip().splitlines()[-1]), load_avg_1m=os.getloadavg()[0])
             print(json.dumps(row), flush=True)
             rows.append(row)
-    local = next((r for r in rows if r["config"] == "local"), None)
-    for r in rows:
-        if local is not None:
-            r["speed_vs_local"] = round(r["chunks_per_s"] / local["chunks_per_s"], 2)
+    medians = {c: statistics.median(r["chunks_per_s"] for r in rows if r["config"] == c)
+               for c in args.configs}
+    summary = {c: {"chunks_per_s": round(v, 2), "speed_vs_local": round(v / medians["local"], 2)
+                   if medians.get("local") else None} for c, v in medians.items()}
     name = f"examples/sample_kb + {args.handbook_files} handbook pages"
     result = {"benchmark": "ingest_ray", "corpus": name,
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "load_avg_before": load_before, "load_avg_after": os.getloadavg()},
-              "identical_chunk_ids": len({r["chunk_ids_sha"] for r in rows}) == 1, "rows": rows}
+              "identical_chunk_ids": len({r["chunk_ids_sha"] for r in rows}) == 1,
+              "median_by_config": summary, "rows": rows}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.json}")
