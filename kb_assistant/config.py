@@ -1,9 +1,8 @@
 """The settings of a knowledge base: one typed section per stage, loaded from and saved to TOML.
 
-A knowledge base keeps its own ``config.toml``; values given to ``KnowledgeBase(config=...)`` or on the
-command line override it. Every section is a :class:`~kb_assistant.settings.Settings` dataclass whose
-fields declare their type, range or choices once; a bad value fails when the knowledge base opens, with
-a message naming the file, the section, the key and the allowed values.
+A knowledge base keeps its own ``config.toml``; ``KnowledgeBase(config=...)`` or CLI flags override it.
+Every section is a :class:`~kb_assistant.settings.Settings` dataclass whose fields declare their type,
+range or choices once; a bad value fails when the knowledge base opens, naming file, section and key.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import ConfigError
-from .settings import Settings, setting
+from .settings import Settings, dumps_toml, setting
 from .storage_utils import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -62,8 +61,7 @@ class IngestConfig(Settings):
     SECTION: ClassVar[str] = "ingest"
     max_file_mb: float = setting(50.0, lo=0.001, hi=100_000,
                                  doc="larger files are reported as failed (`file larger than the ... limit`)")
-    include: list[str] = setting(factory=list, doc="glob patterns; when set, only matching files are "
-                                                   "ingested")
+    include: list[str] = setting(factory=list, doc="glob patterns; when set, only matching files go in")
     exclude: list[str] = setting(factory=list, doc="glob patterns of files to skip")
     overlap: bool = setting(True, doc="parse files in a background thread while embedding (false: parse "
                                       "everything first)")
@@ -74,10 +72,11 @@ class IngestConfig(Settings):
                                           "bucketing, more memory)")
     show_progress: bool | None = setting(None, doc="progress bars (unset: shown when the `kb_assistant` "
                                                    "logger is at INFO)")
-    queue_mb: float = setting(64.0, lo=1, hi=100_000, doc="text parsed ahead of embedding, at most (bounds "
-                                                           "the ingest's memory whatever the corpus size)")
-    engine: str = setting("local", choices=("local", "ray"), doc="`local` (threads in this process) or `ray` "
-                                                                "(parse and embed on a Ray cluster)")
+    pdf_engine: str = setting("auto", choices=("auto", "pdfium", "pypdf"),
+                              doc="PDF text engine: `auto` (PDFium, pypdf for files PDFium cannot open), "
+                                  "`pdfium` or `pypdf`")
+    queue_mb: float = setting(64.0, lo=1, hi=100_000, doc="text parsed ahead of embedding, at most (MB)")
+    engine: str = setting("local", choices=("local", "ray"), doc="`local` (in process) or `ray` (a cluster)")
 
 
 @dataclass
@@ -99,15 +98,13 @@ class RetrievalConfig(Settings):
                                                  "dense_weight); 0.3 measured best with MiniLM, which "
                                                  "cannot read Chinese")
     candidates: int = setting(50, lo=1, hi=10_000, doc="candidates taken from each index before fusion")
-    reranker_path: str | None = setting(None, doc="local sentence-transformers CrossEncoder; unset: no "
-                                                  "reranking")
+    reranker_path: str | None = setting(None, doc="local sentence-transformers CrossEncoder (unset: none)")
     rerank_top: int = setting(20, lo=1, hi=1_000, doc="fused candidates re-scored by the cross-encoder")
     mmr_lambda: float = setting(0.0, lo=0.0, hi=1.0,
                                 doc="> 0 re-orders the hits by MMR for diversity (0: off)")
     dedup_threshold: float = setting(0.95, lo=0.0, hi=1.0,
                                      doc="near-duplicate: cosine to a better hit above this sends a hit last")
-    neighbours: int = setting(0, lo=0, hi=10, doc="chunks around each hit put in `hit.metadata['context']` "
-                                                  "(0: off)")
+    neighbours: int = setting(0, lo=0, hi=10, doc="chunks around a hit put in `hit.metadata['context']`")
 
 
 ANSWER_MODES = ("auto", "generate", "extractive")
@@ -125,8 +122,7 @@ class QueryConfig(Settings):
             "0.34 is what `kb calibrate` picked on the dev QA set; re-run it on your own QA file")
     max_context_tokens: int = setting(256, lo=32, hi=32_768,
                                       doc="token budget of the numbered passages in the prompt")
-    unknown_text: dict[str, str] = setting(factory=dict, doc="unknown answer per language, e.g. "
-                                                             "`{en = \"...\", zh = \"...\"}`")
+    unknown_text: dict[str, str] = setting(factory=dict, doc="unknown answer per language, `{en = \"...\"}`")
     max_history_turns: int = setting(3, lo=0, hi=100,
                                      doc="turns a chat session keeps to rewrite follow-up questions")
     cache_size: int = setting(256, lo=0, hi=1_000_000,
@@ -145,6 +141,9 @@ class QueryConfig(Settings):
     extractive_sentences: int = setting(2, lo=1, hi=20,
                                         doc="evidence sentences an extractive answer quotes (2 measured best "
                                             "on the dev set)")
+    extractive_min_overlap: float = setting(0.0, lo=0.0, hi=1.0,
+                                            doc="a sentence after the first is quoted only when it holds at "
+                                                "least this share of the question terms the best one holds")
     max_new_tokens: int = setting(48, lo=1, hi=4096, doc="generation budget of an answer")
     max_sentences: int | None = setting(1, lo=1, hi=100,
                                         doc="answers are cut after this many sentences (unset: no limit)")
@@ -200,8 +199,7 @@ class GenerationSection(GenerationConfig):
                                                        "too)")
     dtype: str = setting("auto", choices=DTYPES,
                          doc="weights dtype; `auto` = bf16 (fp16 where unsupported) on CUDA, fp32 on CPU")
-    int8: bool | None = setting(None, doc="dynamic int8 quantisation of the linear layers (CPU only; unset: "
-                                          "off)")
+    int8: bool | None = setting(None, doc="dynamic int8 quantisation of the linear layers (CPU only)")
     reuse_prefix: bool = setting(True, doc="reuse the KV cache of the fixed system prompt across questions")
 
     GENERATOR_KEYS: ClassVar[tuple[str, ...]] = ("model_path", "device", "dtype", "int8", "reuse_prefix")
@@ -225,6 +223,51 @@ class GenerationSection(GenerationConfig):
         base = GenerationConfig()
         return {f.name: getattr(self, f.name) for f in fields(GenerationConfig)
                 if f.init and getattr(self, f.name) != getattr(base, f.name)}
+
+
+GATE_FEATURES = ["dense_top", "bm25_top", "coverage", "absent", "absent_name"]
+
+
+@dataclass
+class GateConfig(Settings):
+    """The self-calibrating unknown gate: fitted per knowledge base on probe questions it generates about
+    itself (``kb tune``, ``KnowledgeBase.calibrate_gate()``, and automatically after an ingest that
+    changed enough of it); ``fitted`` holds the fitted models and what they were fitted on."""
+
+    SECTION: ClassVar[str] = "gate"
+    mode: str = setting("auto", choices=("auto", "fitted", "threshold"),
+                        doc="`fitted`: the knowledge base's own fitted gate; `threshold`: the top hit's "
+                            "calibrated score against `[query] unknown_threshold`; `auto`: fitted when "
+                            "fitted, else threshold")
+    probes: int = setting(200, lo=20, hi=100_000, doc="answerable probe questions generated per language "
+                                                      "(as many negatives again)")
+    features: list[str] = setting(factory=lambda: list(GATE_FEATURES),
+                                  doc="the signals the gate combines (`kb_assistant.gate.features`); chosen "
+                                      "on the tune splits of both dev corpora")
+    target_unknown_recall: float = setting(0.8, lo=0.0, hi=1.0,
+                                           doc="share of the negative probes the fitted gate must refuse")
+    max_false_unknown: float = setting(0.1, lo=0.0, hi=1.0,
+                                       doc="share of the answerable probes it may refuse (when both targets "
+                                           "can be met)")
+    auto_refit_share: float | None = setting(0.2, lo=0.0, hi=1.0,
+                                             doc="refit after an ingest that added, changed or removed more "
+                                                 "than this share of the chunks (unset: never "
+                                                 "automatically)")
+    min_chunks: int = setting(100, lo=1, hi=10_000_000,
+                              doc="knowledge bases with fewer chunks keep the threshold gate (too little "
+                                  "text for probes)")
+    seed: int = setting(0, doc="random seed of the probes")
+    fitted: dict[str, Any] = setting(factory=dict, doc="written by the fit: per language the model "
+                                                       "(features, weights, threshold) and what it was "
+                                                       "fitted on")
+
+    def check(self) -> None:
+        from .gate.features import FEATURES
+
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown or not self.features:
+            raise ConfigError(f"GateConfig.features must be a non-empty list of {', '.join(FEATURES)}; "
+                              f"got {self.features!r}")
 
 
 REFUSAL_TEXT = {
@@ -264,10 +307,8 @@ class SafetyConfig(Settings):
     redact_audit: bool = setting(True, doc="redact the same PII in the audit log")
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SafetyConfig:
-        if isinstance(data, dict) and "enabled" not in data and data:
-            data = {**data, "enabled": True}
-        return super().from_dict(data)
+    def normalise(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return {**data, "enabled": True} if data and "enabled" not in data else data
 
     def check(self) -> None:
         if self.word_list_path and not Path(self.word_list_path).is_file():
@@ -285,6 +326,21 @@ class SafetyConfig(Settings):
         return list(self.sensitive_words) + load_word_list(self.word_list_path)
 
 
+@dataclass
+class ServerConfig(Settings):
+    """Limits of ``kb serve`` (its flags override them); a refusal is a 4xx naming the setting to raise."""
+
+    SECTION: ClassVar[str] = "server"
+    max_upload_mb: float = setting(20.0, lo=0.001, hi=1e5, doc="one uploaded file (413 beyond)")
+    max_question_chars: int = setting(4000, lo=1, hi=10**6, doc="a question, query or last chat message")
+    max_conversation_chars: int = setting(100_000, lo=1, hi=10**8, doc="the earlier messages, together")
+    max_question_tokens: int = setting(512, lo=1, hi=10**6, doc="question + history terms (embedder tokens)")
+    rate_limit_per_minute: float = setting(600.0, lo=0, hi=1e6, doc="per API key or client address; 0: off")
+    request_timeout_s: float = setting(120.0, lo=0.1, hi=86_400, doc="longer answers are stopped (503/504)")
+    queue_size: int = setting(32, lo=0, hi=10**5, doc="answers waiting for the generator (503 beyond)")
+    allowed_hosts: list[str] = setting(factory=list, doc="Host names accepted without keys besides localhost")
+
+
 #: settings that older versions wrote and that no longer exist: dropped on load with a warning
 REMOVED_SETTINGS = {"ingest": ("parse_workers",)}
 
@@ -300,6 +356,8 @@ class KBConfig:
     query: QueryConfig = field(default_factory=QueryConfig)
     generation: GenerationSection = field(default_factory=GenerationSection)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
 
     @classmethod
     def sections(cls) -> dict[str, type[Settings]]:
@@ -330,9 +388,12 @@ class KBConfig:
     def merged(self, overrides: dict[str, Any]) -> KBConfig:
         """A copy with ``{"section": {"field": value}}`` overrides applied (and validated)."""
         data = self.to_dict()
+        sections = self.sections()
         for section, values in overrides.items():
             if not isinstance(values, dict):
                 raise ConfigError(f"config override for [{section}] must be a mapping")
+            if section in sections:
+                values = sections[section].normalise(values)
             data.setdefault(section, {}).update(values)
         return KBConfig.from_dict(data)
 
@@ -355,34 +416,3 @@ class KBConfig:
 
     def save(self, path: str | os.PathLike[str]) -> None:
         atomic_write_text(Path(path), dumps_toml(self.to_dict()))
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{escaped}"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
-    raise ConfigError(f"cannot write {type(value).__name__} value {value!r} to TOML")
-
-
-def _toml_key(key: str) -> str:
-    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
-
-
-def dumps_toml(data: dict[str, dict[str, Any]]) -> str:
-    """Write a two-level mapping (sections of scalars/lists/inline tables) as TOML; None values omitted."""
-    lines: list[str] = []
-    for section, values in data.items():
-        lines.append(f"[{section}]")
-        for key, value in values.items():
-            if value is not None:
-                lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-        lines.append("")
-    return "\n".join(lines)

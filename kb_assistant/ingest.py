@@ -31,7 +31,7 @@ import numpy as np
 
 from .chunking import make_doc_id
 from .errors import KBError, LoaderError
-from .loaders import load_file, walk
+from .loaders import load_file, parser_version, walk
 from .store.docstore import DocStore, DocumentRecord
 from .types import Chunk, FailedItem, IngestReport
 
@@ -63,6 +63,16 @@ def file_hash(path: Path) -> str:
 def embed_hash(text: str) -> str:
     """Key of an embedded text: equal texts share one stored vector."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What every file of one run shares: its labels and the loaders' settings."""
+
+    groups: list[str]
+    tags: list[str]
+    max_bytes: int
+    pdf_engine: str = "auto"
 
 
 @dataclass
@@ -108,11 +118,11 @@ def failure_reason(exc: BaseException, shown: str) -> str:
     return f"unexpected error: {type(exc).__name__}: {exc}"
 
 
-def check_file(store: DocStore, entry: WalkEntry, groups: list[str], tags: list[str], report: IngestReport,
+def check_file(store: DocStore, entry: WalkEntry, scope: Scope, report: IngestReport,
                seen: set[str] | None) -> Pending | None:
     """The content-hash check against the docstore. None when the file failed (its reason goes in the
-    report) or is unchanged (its labels updated if they differ); else the file to parse. ``seen``
-    collects the normalised paths walked (for ``prune``; None: not collected)."""
+    report) or is unchanged, by content and by parser version (its labels updated if they differ); else
+    the file to parse. ``seen`` collects the normalised paths walked (for ``prune``; None: not kept)."""
     path = Path(entry.path)
     shown = str(path)
     if entry.error:
@@ -126,9 +136,10 @@ def check_file(store: DocStore, entry: WalkEntry, groups: list[str], tags: list[
         digest = file_hash(path)
         doc_id = make_doc_id(norm)
         old = store.get_document(doc_id)
-        if old is not None and old.content_hash == digest and old.status == "ok":
-            if old.groups != groups or old.tags != tags:
-                store.update_labels(doc_id, groups, tags)
+        fresh = old is not None and old.parser == parser_version(old.file_type, pdf_engine=scope.pdf_engine)
+        if old is not None and old.content_hash == digest and old.status == "ok" and fresh:
+            if old.groups != scope.groups or old.tags != scope.tags:
+                store.update_labels(doc_id, scope.groups, scope.tags)
             report.unchanged.append(shown)
             return None
         return Pending(shown, os.path.abspath(path), norm, doc_id, digest, st.st_mtime, st.st_size,
@@ -138,25 +149,24 @@ def check_file(store: DocStore, entry: WalkEntry, groups: list[str], tags: list[
         return None
 
 
-def load_and_chunk(pending: Pending, chunker: Chunker, max_bytes: int, groups: Sequence[str],
-                   tags: Sequence[str]) -> Parsed:
+def load_and_chunk(pending: Pending, chunker: Chunker, scope: Scope) -> Parsed:
     """Load one file and cut it into chunks; raises with the reason when it yields nothing to index."""
     t0 = time.perf_counter()
-    docs = load_file(Path(pending.source), max_bytes=max_bytes)
+    docs = load_file(Path(pending.source), max_bytes=scope.max_bytes, pdf_engine=scope.pdf_engine)
     chunks = chunker.chunk(docs, pending.doc_id)
     if not chunks:
         raise LoaderError("no text to index after chunking")
     ftype = docs[0].metadata.get("file_type") if docs else None
     record = DocumentRecord(pending.doc_id, pending.path, pending.content_hash, pending.mtime, pending.size,
-                            ftype, groups=list(groups), tags=list(tags))
+                            ftype, groups=list(scope.groups), tags=list(scope.tags),
+                            parser=parser_version(ftype, pdf_engine=scope.pdf_engine))
     return Parsed(record, chunks, pending.is_update, time.perf_counter() - t0)
 
 
-def parse_file(pending: Pending, chunker: Chunker, max_bytes: int, groups: Sequence[str],
-               tags: Sequence[str]) -> Parsed | FailedItem:
+def parse_file(pending: Pending, chunker: Chunker, scope: Scope) -> Parsed | FailedItem:
     """:func:`load_and_chunk`, or the file's one-line failure: never raises for one bad file."""
     try:
-        return load_and_chunk(pending, chunker, max_bytes, groups, tags)
+        return load_and_chunk(pending, chunker, scope)
     except Exception as exc:
         return FailedItem(pending.shown, failure_reason(exc, pending.shown))
 
@@ -252,9 +262,7 @@ class _Budget:
     are held (a single larger file still passes, alone)."""
 
     def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self.closed = False
+        self.limit, self.used, self.closed = limit, 0, False
         self._cv = threading.Condition()
 
     def acquire(self, n: int) -> bool:
@@ -290,6 +298,7 @@ class Ingestor:
         self.groups = sorted(set(groups or []))
         self.tags = sorted(set(tags or []))
         self.max_bytes = int(config.max_file_mb * 2**20)
+        self.scope = Scope(self.groups, self.tags, self.max_bytes, config.pdf_engine)
         self.show_progress = config.show_progress if show_progress is None else show_progress
         if self.show_progress is None:
             self.show_progress = logging.getLogger("kb_assistant").isEnabledFor(logging.INFO)
@@ -315,10 +324,10 @@ class Ingestor:
             for entry in entries:
                 if stop.is_set():
                     return
-                pending = check_file(store, entry, self.groups, self.tags, report, seen)
+                pending = check_file(store, entry, self.scope, report, seen)
                 if pending is None:
                     continue
-                item = parse_file(pending, self.chunker, self.max_bytes, self.groups, self.tags)
+                item = parse_file(pending, self.chunker, self.scope)
                 if isinstance(item, FailedItem):
                     report.failed.append(item)
                     continue

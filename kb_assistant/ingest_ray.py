@@ -1,4 +1,6 @@
-"""Distributed ingest on Ray: the driver walks and checks, Ray Data parses and embeds, the driver commits.
+"""Distributed ingest on Ray, and the choice of engine (:func:`make_ingestor`: local or Ray).
+
+The Ray engine: the driver walks and checks, Ray Data parses and embeds, the driver commits.
 
     driver    walk -> check_file (content hash vs the docstore)                   [ingest.check_file]
     Ray Data  from_items(files to parse)
@@ -37,8 +39,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .errors import KBError
-from .ingest import Ingestor, Parsed, Pending, check_file, embed_hash, parse_file
+from .errors import ConfigError, KBError
+from .ingest import Ingestor, Parsed, Pending, Scope, check_file, embed_hash, parse_file
 from .settings import Settings, setting
 from .store.docstore import DocumentRecord
 from .types import Chunk, FailedItem, IngestReport
@@ -96,9 +98,9 @@ def _row_schema() -> Any:
 
     s, i, f = pa.string(), pa.int64(), pa.float64()
     return pa.schema([("doc_id", s), ("shown", s), ("path", s), ("content_hash", s), ("mtime", f),
-                      ("size", i), ("is_update", pa.bool_()), ("file_type", s), ("n_chunks", i),
-                      ("error", s), ("parse_s", f), ("chunk_id", s), ("position", i), ("text", s),
-                      ("metadata", s), ("n_tokens", i), ("embed_text", s), ("embed_hash", s)])
+                      ("size", i), ("is_update", pa.bool_()), ("file_type", s), ("parser", s),
+                      ("n_chunks", i), ("error", s), ("parse_s", f), ("chunk_id", s), ("position", i),
+                      ("text", s), ("metadata", s), ("n_tokens", i), ("embed_text", s), ("embed_hash", s)])
 
 
 def _rows(pending: Pending, item: Parsed | FailedItem) -> list[dict[str, Any]]:
@@ -108,15 +110,15 @@ def _rows(pending: Pending, item: Parsed | FailedItem) -> list[dict[str, Any]]:
     if isinstance(item, FailedItem):
         return [{**file, "error": item.reason, "n_chunks": 0, "position": -1}]
     n = len(item.chunks)
-    return [{**file, "file_type": item.record.file_type, "n_chunks": n, "error": "",
+    rec = item.record
+    return [{**file, "file_type": rec.file_type, "parser": rec.parser, "n_chunks": n, "error": "",
              "parse_s": item.parse_s if c.position == item.chunks[0].position else 0.0,
              "chunk_id": c.chunk_id, "position": c.position, "text": c.text,
              "metadata": json.dumps(c.metadata, ensure_ascii=False), "n_tokens": c.n_tokens,
              "embed_text": c.embed_text, "embed_hash": embed_hash(c.embed_text)} for c in item.chunks]
 
 
-def _parse_rows(batch: Any, *, embedding: EmbeddingConfig, chunking: ChunkingConfig, max_bytes: int,
-                groups: list[str], tags: list[str]) -> Any:
+def _parse_rows(batch: Any, *, embedding: EmbeddingConfig, chunking: ChunkingConfig, scope: Scope) -> Any:
     """Ray task: load and chunk a block of files; one row per chunk, one row per failed file."""
     import pyarrow as pa
 
@@ -124,7 +126,7 @@ def _parse_rows(batch: Any, *, embedding: EmbeddingConfig, chunking: ChunkingCon
     rows: list[dict[str, Any]] = []
     for fields in batch.to_pylist():
         pending = Pending(**fields)
-        rows.extend(_rows(pending, parse_file(pending, chunker, max_bytes, groups, tags)))
+        rows.extend(_rows(pending, parse_file(pending, chunker, scope)))
     return pa.Table.from_pylist(rows, schema=_row_schema())
 
 
@@ -196,7 +198,7 @@ class _Assembler:
         self.done.add(doc_id)
         record = DocumentRecord(doc_id, str(row["path"]), str(row["content_hash"]), float(row["mtime"]),
                                 int(row["size"]), _text(row["file_type"]), groups=list(self.groups),
-                                tags=list(self.tags))
+                                tags=list(self.tags), parser=_text(row["parser"]))
         chunks = [file.parts[p][0] for p in sorted(file.parts)]
         vectors.update((embed_hash(c.embed_text), file.parts[c.position][1]) for c in chunks)
         return Parsed(record, chunks, bool(row["is_update"]), file.parse_s)
@@ -263,7 +265,7 @@ class RayIngestor(Ingestor):
         writer = self._writer(report)
         seen: set[str] | None = set() if prune else None
         todo = [asdict(p) for e in self._walk(roots, include, exclude)
-                if (p := check_file(self.docstore, e, self.groups, self.tags, report, seen)) is not None]
+                if (p := check_file(self.docstore, e, self.scope, report, seen)) is not None]
         t_check = time.perf_counter() - start
         extra: dict[str, float] = {"check_s": t_check}
         if todo:
@@ -285,7 +287,7 @@ class RayIngestor(Ingestor):
         ds = ds.map_batches(_parse_rows, batch_format="pyarrow", batch_size=None, num_cpus=1,
                             memory=opts.parse_memory_mb * 2**20,
                             fn_kwargs={"embedding": self.embedding, "chunking": self.chunker.config,
-                                       "max_bytes": self.max_bytes, "groups": self.groups, "tags": self.tags})
+                                       "scope": self.scope})
         gpus = opts.gpus_per_worker or None
         return ds.map_batches(_EmbedActor, batch_format="numpy", batch_size=cfg.embed_batch_chunks,
                               compute=ray.data.ActorPoolStrategy(size=opts.workers),
@@ -332,6 +334,21 @@ class RayIngestor(Ingestor):
             data_log.setLevel(saved_level)
             bar.close()
         return embed_s
+
+
+def make_ingestor(docstore: DocStore, indexes: Indexes, embedder: Embedder, chunker: Chunker,
+                  config: IngestConfig, embedding: EmbeddingConfig, *, engine: str | None = None,
+                  ray_options: RayOptions | dict[str, Any] | None = None, groups: Sequence[str] | None = None,
+                  tags: Sequence[str] | None = None, show_progress: bool | None = None) -> Ingestor:
+    """The ingest engine for a run: ``engine`` (default ``config.engine``), checked as the setting is."""
+    cfg = config if engine is None else config.replace(engine=engine)
+    if ray_options and cfg.engine != "ray":
+        raise ConfigError("ray_options need engine='ray'")
+    if cfg.engine == "ray":
+        return RayIngestor(docstore, indexes, embedder, chunker, cfg, embedding=embedding,
+                           options=ray_options, groups=groups, tags=tags, show_progress=show_progress)
+    return Ingestor(docstore, indexes, embedder, chunker, cfg, groups=groups, tags=tags,
+                    show_progress=show_progress)
 
 
 def _row_dicts(batch: dict[str, np.ndarray]) -> Iterator[dict[str, Any]]:
