@@ -53,7 +53,7 @@ def _corpus(root: Path, write) -> Path:
 def _rows(kb) -> tuple[list, list, dict[str, np.ndarray]]:
     conn = kb.docstore.conn
     docs = conn.execute("SELECT doc_id, path, content_hash, mtime, size, file_type, status, n_chunks, "
-                        "groups, tags FROM documents ORDER BY doc_id").fetchall()
+                        "groups, tags, parser FROM documents ORDER BY doc_id").fetchall()
     chunks = conn.execute("SELECT id, chunk_id, doc_id, position, text, metadata, n_tokens, embed_hash "
                           "FROM chunks ORDER BY id").fetchall()
     vectors = {cid: np.frombuffer(v, np.float32)
@@ -68,7 +68,7 @@ def _failed(report) -> set[tuple[str, str]]:
 def _assert_same_kb(a, b) -> None:
     docs_a, chunks_a, vec_a = _rows(a)
     docs_b, chunks_b, vec_b = _rows(b)
-    assert docs_a == docs_b
+    assert docs_a == docs_b and all(d[-1] for d in docs_a)  # parser versions recorded by both engines
     assert chunks_a == chunks_b  # row ids, chunk ids, texts, metadata, token counts, embed hashes
     assert vec_a.keys() == vec_b.keys()
     assert max(float(np.abs(vec_a[k] - vec_b[k]).max()) for k in vec_a) < 1e-5
