@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 PYTEST_MARK := $(if $(filter true,$(CI)),,-m "not slow")
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv demo test test-all lint bench docs clean-demo install-ocr
+.PHONY: venv demo test test-all lint bench docs clean-demo install-ocr install-ray
 
 venv: $(STAMP)
 
@@ -30,6 +30,10 @@ $(STAMP): pyproject.toml
 # optional: OCR of scanned PDF pages (rapidocr-onnxruntime; without it such pages are reported, not read)
 install-ocr: venv
 	$(BIN)/pip install -q -e ".[ocr]"
+
+# optional: distributed ingest on Ray (kb ingest --engine ray); tests/test_ray.py skips without it
+install-ray: venv
+	$(BIN)/pip install -q -e ".[ray]"
 
 demo: venv
 	$(BIN)/python scripts/demo.py

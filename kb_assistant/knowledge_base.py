@@ -37,6 +37,7 @@ from .types import Hit, IngestReport
 if TYPE_CHECKING:
     from .answering import Answer, ChatSession, QueryEngine, StreamingAnswer
     from .embedding import Embedder
+    from .ingest_ray import RayOptions
     from .retrieval import Retriever
     from .store.vector import DenseIndex
 
@@ -208,15 +209,19 @@ class KnowledgeBase:
     def ingest(self, paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], *,
                include: Sequence[str] | None = None, exclude: Sequence[str] | None = None,
                groups: Sequence[str] | None = None, tags: Sequence[str] | None = None,
-               prune: bool = False, show_progress: bool | None = None) -> IngestReport:
-        """Add or update files and folders; unchanged files (same content hash) are skipped."""
-        from .ingest import Ingestor
+               prune: bool = False, show_progress: bool | None = None, engine: str | None = None,
+               ray_options: RayOptions | dict[str, Any] | None = None) -> IngestReport:
+        """Add or update files and folders; unchanged files (same content hash) are skipped. ``engine``:
+        "local" or "ray" (default ``[ingest] engine``); ``ray_options``: :class:`~.ingest_ray.RayOptions`."""
+        from .ingest_ray import make_ingestor
 
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         with self._writer():
-            ingestor = Ingestor(self.docstore, self.indexes, self.embedder, self.chunker, self.config.ingest,
-                                groups=groups, tags=tags, show_progress=show_progress)
+            ingestor = make_ingestor(self.docstore, self.indexes, self.embedder, self.chunker,
+                                     self.config.ingest, self.config.embedding, engine=engine,
+                                     ray_options=ray_options, groups=groups, tags=tags,
+                                     show_progress=show_progress)
             report = ingestor.run(paths, include=include, exclude=exclude, prune=prune)
             self._save_indexes()
             if self._gate_is_stale(report.chunks_added + report.chunks_removed):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def _texts(kb):
@@ -122,3 +123,79 @@ def test_index_made_by_other_model_gives_clear_error(kb_factory, tmp_path, write
     manifest.write_text(json.dumps(data))
     with pytest.raises(IndexVersionError, match="upgrade kb-assistant"):
         kb_factory()
+
+
+def test_parse_queue_is_bounded_in_bytes():
+    import threading
+
+    from kb_assistant.ingest import _Budget
+
+    budget = _Budget(100)
+    assert budget.acquire(60)
+    got = threading.Event()
+    waiter = threading.Thread(target=lambda: (budget.acquire(60), got.set()))
+    waiter.start()
+    assert not got.wait(0.2)  # 60 + 60 > 100: the parser waits for the writer
+    budget.release(60)
+    assert got.wait(5)
+    waiter.join()
+    budget.release(60)
+    assert budget.acquire(500) and budget.used == 500  # one larger file passes, alone
+    budget.close()
+    assert not budget.acquire(1)  # closed (the run ended): the parser stops at once
+
+
+@pytest.mark.slow
+def test_walk_is_streamed_not_listed(kb_factory, tmp_path, write, monkeypatch):
+    import kb_assistant.ingest as ingest
+
+    docs = tmp_path / "docs"
+    for i in range(90):
+        write(docs / f"f{i:03d}.txt", f"File number {i} says hello.")
+    walked = []
+    at_first_commit = []
+    real_walk, real_commit = ingest.walk, ingest.Writer.commit
+
+    def walk(*args, **kwargs):
+        for entry in real_walk(*args, **kwargs):
+            walked.append(entry)
+            yield entry
+
+    def commit(self, batch, vectors=None):
+        if batch and not at_first_commit:
+            at_first_commit.append(len(walked))
+        return real_commit(self, batch, vectors)
+
+    monkeypatch.setattr(ingest, "walk", walk)
+    monkeypatch.setattr(ingest.Writer, "commit", commit)
+    kb = kb_factory(config={"ingest": {"embed_batch_chunks": 1}})
+    report = kb.ingest(docs)
+    assert len(report.added) == 90 and len(walked) == 90
+    # the parser ran at most the queue's 64 files (plus the ones in hand) ahead of the first commit
+    assert at_first_commit[0] < 75
+    assert kb.verify()["ok"]
+
+
+def test_engine_choice_is_validated(kb_factory, tmp_path, write, monkeypatch):
+    import sys
+
+    import pytest
+
+    from kb_assistant.errors import ConfigError, KBError
+    from kb_assistant.ingest_ray import RayOptions
+
+    docs = tmp_path / "docs"
+    write(docs / "a.txt", "Some text.")
+    kb = kb_factory()
+    with pytest.raises(ConfigError, match="engine must be one of 'local', 'ray'"):
+        kb.ingest(docs, engine="spark")
+    with pytest.raises(ConfigError, match="ray_options need engine='ray'"):
+        kb.ingest(docs, ray_options={"workers": 2})
+    with pytest.raises(ConfigError, match="workers must be in"):
+        RayOptions.from_dict({"workers": 0})
+    with pytest.raises(ConfigError, match="unknown RayOptions setting"):
+        RayOptions.from_dict({"nodes": 3})
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    with pytest.raises(KBError, match=r"pip install 'kb-assistant\[ray\]'"):
+        kb.ingest(docs, engine="ray")
+    assert not kb.documents()  # nothing half-done

