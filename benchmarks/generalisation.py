@@ -65,11 +65,14 @@ def child(args: argparse.Namespace) -> int:
                  "timings": {k: round(v, 2) for k, v in (report.timings or {}).items()}}
     else:
         build = {"reused": True}
+    overrides = json.loads(args.overrides)
     if args.gate_from:
         import tomllib
 
         fitted = tomllib.loads(Path(args.gate_from, "config.toml").read_text("utf-8"))["gate"]["fitted"]
-        kb.config = kb.config.merged({"gate": {"fitted": fitted, "auto_refit_share": None}})
+        overrides.setdefault("gate", {}).update(fitted=fitted, auto_refit_share=None)
+    if overrides:
+        kb.config = kb.config.merged(overrides)
         kb._engine = None
 
     def hit(h: Any) -> dict[str, Any]:
@@ -172,6 +175,10 @@ def main() -> int:
                     help="also each corpus with the other corpus' fitted gate")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tag", default="", help="suffix of the cached knowledge base folders")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a setting of the current pipeline for this run (value as TOML), e.g. "
+                         "--set query.extractive_chars=300")
+    ap.add_argument("--pipelines", default="baseline,current", help="which of them to run")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generalisation.json")
     # child mode
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -180,19 +187,28 @@ def main() -> int:
     ap.add_argument("--qa-file", help=argparse.SUPPRESS)
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     ap.add_argument("--gate-from", help=argparse.SUPPRESS)
+    ap.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args)
 
     sys.path.insert(0, str(ROOT))
+    import tomllib
+
     from kb_assistant.evaluation.qa import load_qa
 
     pipelines = {"current": ROOT}
     if args.baseline:
         pipelines = {"baseline": args.baseline.resolve(), **pipelines}
+    pipelines = {k: v for k, v in pipelines.items() if k in args.pipelines.split(",")}
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        section, name = key.split(".", 1)
+        overrides.setdefault(section, {})[name] = tomllib.loads(f"v = {value}")["v"]
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     record: dict[str, Any] = {"split": args.split, "started": started, "load_before": os.getloadavg(),
-                              "results": {}}
+                              "overrides": overrides, "results": {}}
     tmp = Path(tempfile.mkdtemp(prefix="kb-gen-"))
     runs = [(p, c, None) for c in args.corpora.split(",") for p in pipelines]
     if args.cross:
@@ -210,6 +226,8 @@ def main() -> int:
                "--threads", str(args.threads)]
         if gate_from:
             cmd += ["--gate-from", str(CACHE / f"gen-current-{gate_from}{args.tag}")]
+        if pipeline == "current" and overrides:
+            cmd += ["--overrides", json.dumps(overrides)]
         env = dict(os.environ, PYTHONPATH=str(pipelines[pipeline]), HF_HUB_OFFLINE="1",
                    TRANSFORMERS_OFFLINE="1")
         t = time.perf_counter()

@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import ANSWER_MODES, GenerationConfig, QueryConfig
 from ..errors import ConfigError
-from ..evidence import Grounding, grounding
+from ..evidence import Grounding, grounding, is_furniture, is_instruction
 from ..prompts import select_context, unknown_text
 from ..safety import AuditLog, SafetyFilter
-from ..text import CITATION_RE, detect_lang, terms, truncate_sentences
+from ..text import CITATION_RE, detect_lang, split_sentences, strip_citations, terms, truncate_sentences
 from ..types import Hit
 from .answer import Answer, Prepared, ms
 
@@ -212,7 +212,8 @@ class QueryEngine:
 
     def _extractive(self, prep: Prepared, support: float = 0.0) -> Answer:
         """The best ``extractive_sentences`` evidence sentences, each followed by its passage's [n]
-        (sentences of one passage keep their document order and share one marker)."""
+        (sentences of one passage keep their document order and share one marker); the best one is
+        widened with its neighbours in the passage up to ``extractive_chars``."""
         picks: list[int] = []
         seen: list[set[str]] = []
         best = max((ev.overlap for ev in prep.evidence), default=0.0)
@@ -226,23 +227,41 @@ class QueryEngine:
                 continue  # does not answer the question as the best one does
             picks.append(i)
             seen.append(ev_terms)
-        groups: dict[int, list[int]] = {}
+        groups: dict[int, dict[int, str]] = {}  # passage number -> {sentence position: text}
         for i in picks:  # passages in the order of their best sentence
-            groups.setdefault(prep.ev_number[i], []).append(i)
+            ev = prep.evidence[i]
+            groups.setdefault(prep.ev_number[i], {})[ev.position] = ev.text.strip()
+        if picks:
+            self._widen(prep, picks[0], groups)
         sep = "" if prep.lang == "zh" else " "
-        parts = []
-        for n, members in groups.items():
-            body = sep.join(prep.evidence[i].text.strip() for i in sorted(
-                members, key=lambda i: prep.evidence[i].position))
-            parts.append(f"{body}{sep}[{n}]")
+        parts = [sep.join(t for _, t in sorted(members.items())) + f"{sep}[{n}]"
+                 for n, members in groups.items()]
         text = sep.join(parts)
-        quoted = {prep.evidence[i].lang for i in picks}
+        quoted = {detect_lang(t) for members in groups.values() for t in members.values()}
         if prep.lang not in quoted and quoted:  # a quote in another language says so, in the asker's
             text = f"{QUOTE_MARK.get(prep.lang, QUOTE_MARK['en'])}{text}"
         return Answer(text, unknown=False, sources=prep.sources,
                       citations={n: prep.sources[n - 1] for n in groups}, mode="extractive",
                       lang=prep.lang, supported=True, question=prep.question, query=prep.query,
                       support=support)
+
+    def _widen(self, prep: Prepared, pick: int, groups: dict[int, dict[int, str]]) -> None:
+        """Add the neighbours of evidence ``pick`` in its passage (following ones first) until the quote
+        of that passage reaches ``extractive_chars``; headings, TOC lines and instructions never."""
+        limit = self.config.extractive_chars
+        n = prep.ev_number[pick]
+        members = groups[n]
+        sentences = split_sentences(strip_citations(prep.sources[n - 1].text))
+        ev = prep.evidence[pick]
+        after, before = ev.position + 1, ev.position - 1
+        while sum(len(t) for t in members.values()) < limit and (after < len(sentences) or before >= 0):
+            if after < len(sentences):
+                pos, after = after, after + 1
+            else:
+                pos, before = before, before - 1
+            sent = sentences[pos].strip()
+            if pos not in members and sent and not is_furniture(sent) and not is_instruction(sent):
+                members[pos] = sent
 
     def _check_and_cite(self, prep: Prepared, text: str) -> Answer:
         g = self.grounding(prep, text, prep.query)

@@ -46,6 +46,9 @@ class QueryConfig(Settings):
     extractive_sentences: int = setting(2, lo=1, hi=20,
                                         doc="evidence sentences an extractive answer quotes (2 measured best "
                                             "on the dev set)")
+    extractive_chars: int = setting(0, lo=0, hi=10_000,
+                                    doc="the best quoted sentence is widened with its neighbours in the "
+                                        "passage up to this many characters (0: the sentence alone)")
     extractive_min_overlap: float = setting(0.0, lo=0.0, hi=1.0,
                                             doc="a sentence after the first is quoted only when it holds at "
                                                 "least this share of the question terms the best one holds")
