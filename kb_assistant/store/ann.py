@@ -21,11 +21,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ..config import _check_choice, _check_range
+from ..settings import Settings, setting
 from ..storage_utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -52,42 +52,29 @@ def gpu_available() -> bool:
 
 
 @dataclass
-class DenseIndexConfig:
+class DenseIndexConfig(Settings):
     """How the dense index is chosen and tuned (defaults measured in docs/benchmarks.md "Scale")."""
 
-    #: at or above this many vectors the index is approximate (IVF); below it every search is exact
-    ann_threshold: int = 50_000
-    #: IVF lists; 0 = ``4 * sqrt(n)`` rounded to a power of two at build time
-    nlist: int = 0
-    #: lists scanned per query (divided by the filter's share when a filter applies)
-    nprobe: int = 32
-    #: code of a vector in the lists: "fp16" (2 bytes a dimension) or "sq8" (1 byte, lower recall)
-    storage: str = "fp16"
-    #: k-means training sample: this many vectors a list, at most ``max_train``
-    train_per_list: int = 40
-    max_train: int = 163_840
-    #: deleted vectors are skipped by the search until they pass this share, then removed
-    compact_share: float = 0.05
-    #: retrain (rebuild in the background) when the index has grown this many times since training
-    retrain_growth: float = 4.0
-    #: a filter allowing at most this share of the vectors scans every list (exact over the codes)
-    exact_filter_share: float = 0.02
-    #: build in a background thread while the old index serves (False: build in the caller)
-    background: bool = True
-    #: FAISS threads of a background build; 0 = all cores but one (the search keeps one)
-    build_threads: int = 0
-
-    def __post_init__(self) -> None:
-        _check_range(self, "ann_threshold", 1, 10**12)
-        _check_range(self, "nlist", 0, 1 << 20)
-        _check_range(self, "nprobe", 1, 1 << 20)
-        _check_choice(self, "storage", tuple(_STORAGE))
-        _check_range(self, "train_per_list", 1, 10_000)
-        _check_range(self, "max_train", 1_000, 10**8)
-        _check_range(self, "compact_share", 0.0, 1.0)
-        _check_range(self, "retrain_growth", 1.01, 1000)
-        _check_range(self, "exact_filter_share", 0.0, 1.0)
-        _check_range(self, "build_threads", 0, 1024)
+    SECTION: ClassVar[str | None] = None  # not (yet) a config.toml section: a DenseIndex parameter
+    ann_threshold: int = setting(50_000, lo=1, doc="at or above this many vectors the index is approximate "
+                                                   "(IVF); below it every search is exact")
+    nlist: int = setting(0, lo=0, hi=1 << 20, doc="IVF lists; 0: 4 * sqrt(n) rounded to a power of two")
+    nprobe: int = setting(32, lo=1, hi=1 << 20,
+                          doc="lists scanned per query (divided by the filter's share when one applies)")
+    storage: str = setting("fp16", choices=("fp16", "sq8"),
+                           doc="vector code in the lists: fp16 (2 bytes a dimension), sq8 (1, lower recall)")
+    train_per_list: int = setting(40, lo=1, hi=10_000, doc="k-means training vectors per list ...")
+    max_train: int = setting(163_840, lo=1_000, hi=10**8, doc="... and at most this many")
+    compact_share: float = setting(0.05, lo=0.0, hi=1.0, doc="deleted vectors are skipped by the search "
+                                   "until they pass this share of the index, then removed")
+    retrain_growth: float = setting(4.0, lo=1.01, hi=1000, doc="retrain in the background when the index has "
+                                    "grown this many times since its training")
+    exact_filter_share: float = setting(0.02, lo=0.0, hi=1.0, doc="a filter allowing at most this share of "
+                                        "the vectors scans every list (exact over the codes)")
+    background: bool = setting(True, doc="build in a background thread while the old index serves (false: "
+                                         "in the caller)")
+    build_threads: int = setting(0, lo=0, hi=1024, doc="FAISS threads of a background build; 0: all cores "
+                                                       "but one (searches keep one)")
 
     def nlist_for(self, n: int) -> int:
         if self.nlist:
