@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import struct
 import threading
 import zipfile
 from collections import Counter
@@ -28,44 +27,13 @@ import numpy as np
 
 from ..analysis import ANALYZER_VERSION, analyze
 from ..storage_utils import atomic_path
+from .npz import read_npz, write_member
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
 _BLOCK = 1 << 22  # postings per step of a merge
 _BASE = ("ids", "doclen", "sorted_ids", "order", "cindptr", "crows", "ctfs")
-
-
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Members of an ``.npz``; stored (uncompressed) members are memory-mapped, not read."""
-    out: dict[str, np.ndarray] = {}
-    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
-        for info in zf.infolist():
-            name = info.filename.removesuffix(".npy")
-            fh.seek(info.header_offset + 26)
-            n_name, n_extra = struct.unpack("<HH", fh.read(4))
-            fh.seek(info.header_offset + 30 + n_name + n_extra)
-            version = np.lib.format.read_magic(fh) if info.compress_type == zipfile.ZIP_STORED else None
-            shape, fortran, dtype = (np.lib.format.read_array_header_1_0(fh) if version == (1, 0)
-                                     else ((), False, np.dtype(object)))
-            if dtype.hasobject or not int(np.prod(shape)):  # compressed, another version, empty: read
-                with zf.open(info) as member:
-                    out[name] = np.lib.format.read_array(member, allow_pickle=False)
-                continue
-            out[name] = np.memmap(path, dtype=dtype, mode="r", offset=fh.tell(), shape=shape,
-                                  order="F" if fortran else "C")
-    return out
-
-
-def _write_member(zf: zipfile.ZipFile, name: str, dtype: Any, n: int, blocks: Iterable[np.ndarray]) -> None:
-    """One ``.npy`` member of ``n`` values streamed from ``blocks`` (never the whole array in memory)."""
-    dtype = np.dtype(dtype)
-    with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
-        np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(dtype),
-                                                  "fortran_order": False, "shape": (n,)})
-        written = sum(fh.write(np.ascontiguousarray(block, dtype=dtype).tobytes()) for block in blocks)
-        if written != n * dtype.itemsize:
-            raise AssertionError(f"sparse index member {name}: {written} bytes written, {n} values expected")
 
 
 def _term_major(term_ids: np.ndarray, values: Sequence[np.ndarray], n_terms: int) -> tuple[np.ndarray, ...]:
@@ -126,7 +94,7 @@ class SparseIndex:
     # -- persistence --------------------------------------------------------------------------------
     def _load(self, path: Path) -> None:
         try:
-            z = _read_npz(path)
+            z = read_npz(path)
             meta = json.loads(bytes(z["meta"]).decode("utf-8"))
             terms = bytes(z["vocab"]).decode("utf-8").split("\n") if len(z["vocab"]) else []
             if meta.get("analyzer") != ANALYZER_VERSION or meta.get("format") not in (1, FORMAT_VERSION):
@@ -142,7 +110,7 @@ class SparseIndex:
                      "order": order, "sorted_ids": ids[order], "cindptr": cindptr, "crows": crows,
                      "ctfs": ctfs}
             self._set_base({k: z[k] for k in _BASE}, terms)
-        except (OSError, ValueError, KeyError, EOFError, struct.error, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, KeyError) as exc:
             logger.warning("sparse index %s unreadable (%s): rebuilding from the docstore", path, exc)
             self._set_base(None, [])
 
@@ -169,18 +137,18 @@ class SparseIndex:
         for name, dtype, arr in (("ids", np.int64, new_ids), ("doclen", np.float32, doclen),
                                  ("order", np.int64, order), ("sorted_ids", np.int64, new_ids[order]),
                                  ("cindptr", np.int64, cindptr)):
-            _write_member(zf, name, dtype, len(arr), [arr])
+            write_member(zf, name, dtype, len(arr), [arr])
         row_map = np.full(nb, -1, np.int64)
         row_map[alive] = np.arange(n_base_live)
         d_map = np.full(len(self._d_ids), -1, np.int64)
         d_map[d_live] = n_base_live + np.arange(len(d_live))
         for name, dtype, what in (("crows", np.int32, "rows"), ("ctfs", np.float32, "tfs")):
-            _write_member(zf, name, dtype, int(cindptr[-1]), self._merged(what, row_map, d_map))
+            write_member(zf, name, dtype, int(cindptr[-1]), self._merged(what, row_map, d_map))
         vocab = "\n".join(t for t, k in zip(self.terms, keep_terms, strict=True) if k).encode("utf-8")
         meta = {"format": FORMAT_VERSION, "analyzer": ANALYZER_VERSION, "k1": self.k1, "b": self.b,
                 "rows": len(new_ids), "postings": int(cindptr[-1])}
         for name, data in (("vocab", vocab), ("meta", json.dumps(meta).encode("utf-8"))):
-            _write_member(zf, name, np.uint8, len(data), [np.frombuffer(data, np.uint8)])
+            write_member(zf, name, np.uint8, len(data), [np.frombuffer(data, np.uint8)])
 
     def _term_blocks(self) -> Iterator[tuple[int, int]]:
         """Term ranges [lo, hi) covering the vocabulary, each with about ``_BLOCK`` base postings."""
@@ -189,13 +157,13 @@ class SparseIndex:
         bounds = np.unique(np.concatenate([[0], cuts, [len(self.terms)]])).tolist()
         yield from zip(bounds[:-1], bounds[1:], strict=True)
 
-    def _base_postings(self, lo_t: int, hi_t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(term, base row, tf) of every base posting of terms [lo_t, hi_t), tombstoned rows included."""
+    def _base_postings(self, lo_t: int, hi_t: int, with_terms: bool = True) -> tuple[Any, Any, Any]:
+        """(term, base row, tf) of every base posting of terms [lo_t, hi_t), tombstoned rows included;
+        rows and tfs are views of the mapped file."""
         cp, n = self._b["cindptr"], len(self._b["cindptr"]) - 1
         lo_t, top = min(lo_t, n), min(hi_t, n)
-        terms = np.repeat(np.arange(lo_t, top), np.diff(cp[lo_t:top + 1]))
-        lo, hi = cp[lo_t], cp[top]
-        return terms, np.asarray(self._b["crows"][lo:hi], np.int64), np.asarray(self._b["ctfs"][lo:hi])
+        terms = np.repeat(np.arange(lo_t, top), np.diff(cp[lo_t:top + 1])) if with_terms else None
+        return terms, self._b["crows"][cp[lo_t]:cp[top]], self._b["ctfs"][cp[lo_t]:cp[top]]
 
     def _live_df_all(self) -> np.ndarray:
         """Live document frequency of every term (one pass over the postings if rows were removed)."""
@@ -213,12 +181,22 @@ class SparseIndex:
         dptr, drows, dtfs, dterms, _ = self._delta_csc()
         nb = len(self._b["ids"])
         for lo_t, hi_t in self._term_blocks():
-            terms, rows, tfs = self._base_postings(lo_t, hi_t)
-            keep = self._alive[rows]
             d = slice(dptr[lo_t], dptr[hi_t])
-            vals = [row_map[rows[keep]], d_map[drows[d] - nb]] if what == "rows" else [tfs[keep], dtfs[d]]
-            all_terms = np.concatenate([terms[keep], dterms[d]])
-            yield np.concatenate(vals)[np.argsort(all_terms, kind="stable")]
+            delta = d_map[drows[d] - nb] if what == "rows" else dtfs[d]
+            terms, rows, tfs = self._base_postings(lo_t, hi_t, with_terms=len(delta) > 0)
+            keep = self._alive[rows] if self._n_dead_base else slice(None)
+            # with nothing removed, base rows keep their numbers
+            base = tfs[keep] if what == "tfs" else row_map[rows[keep]] if self._n_dead_base else rows
+            if not len(delta):
+                yield base
+                continue
+            # a delta posting goes after the base postings of its term (both lists are term-major)
+            at = np.searchsorted(terms[keep], dterms[d], side="right") + np.arange(len(delta))
+            out = np.empty(len(base) + len(delta), base.dtype)
+            is_delta = np.zeros(len(out), bool)
+            is_delta[at] = True
+            out[at], out[~is_delta] = delta, base
+            yield out
 
     # -- updates ------------------------------------------------------------------------------------
     def add(self, ids: Sequence[int] | np.ndarray, texts: Sequence[str]) -> None:
