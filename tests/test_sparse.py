@@ -212,3 +212,18 @@ def test_format_1_files_still_load(tmp_path):
     again = SparseIndex(tmp_path / "bm25.npz")
     assert json.loads(bytes(np.load(tmp_path / "bm25.npz")["meta"]))["format"] == 2
     assert _scores(again, "install ssh") == pytest.approx(_scores(idx, "install ssh"))
+
+
+def test_npz_members_mapped_or_read(tmp_path):
+    from kb_assistant.store.npz import read_npz
+
+    a = np.arange(10, dtype=np.int32)
+    np.savez(tmp_path / "plain.npz", a=a, empty=np.zeros(0, np.float32))
+    np.savez_compressed(tmp_path / "packed.npz", a=a)
+    plain, packed = read_npz(tmp_path / "plain.npz"), read_npz(tmp_path / "packed.npz")
+    assert isinstance(plain["a"], np.memmap) and plain["a"].tolist() == a.tolist()
+    assert plain["empty"].shape == (0,) and packed["a"].tolist() == a.tolist()  # read, not mapped
+    np.savez(tmp_path / "objects.npz", o=np.array([{"x": 1}], dtype=object))
+    for bad in ("objects.npz", "plain.npz/a"):  # a pickled member is refused; not a file either
+        with pytest.raises((ValueError, OSError)):
+            read_npz(tmp_path / bad)
