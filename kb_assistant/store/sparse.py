@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 2
 _BLOCK = 1 << 22  # postings per step of a merge
-_BASE = ("ids", "doclen", "sorted_ids", "order", "cindptr", "crows", "ctfs")
+_BASE = ("ids", "doclen", "sorted_ids", "order", "cindptr", "crows", "ctfs", "cw")
 
 
 def _term_major(term_ids: np.ndarray, values: Sequence[np.ndarray], n_terms: int) -> tuple[np.ndarray, ...]:
@@ -56,8 +56,8 @@ class SparseIndex:
 
     # -- state --------------------------------------------------------------------------------------
     def _set_base(self, arrays: dict[str, np.ndarray] | None, terms: list[str]) -> None:
-        self._b = arrays or {k: np.zeros(int(k == "cindptr"), np.float32 if k in ("doclen", "ctfs") else
-                                         np.int32 if k == "crows" else np.int64) for k in _BASE}
+        self._b = arrays or {k: np.zeros(int(k == "cindptr"), np.float32 if k in ("doclen", "ctfs", "cw")
+                                         else np.int32 if k == "crows" else np.int64) for k in _BASE}
         self.terms = terms
         self.vocab = {t: i for i, t in enumerate(terms)}
         nb = len(self._b["ids"])
@@ -106,9 +106,10 @@ class SparseIndex:
                 rows = np.repeat(np.arange(len(ids), dtype=np.int32), np.diff(indptr))
                 order = np.argsort(ids, kind="stable")
                 cindptr, crows, ctfs = _term_major(tids, [rows, tfs], len(terms))
-                z = {"ids": ids, "doclen": np.bincount(rows, tfs, len(ids)).astype(np.float32),
-                     "order": order, "sorted_ids": ids[order], "cindptr": cindptr, "crows": crows,
-                     "ctfs": ctfs}
+                doclen = np.bincount(rows, tfs, len(ids)).astype(np.float32)
+                z = {"ids": ids, "doclen": doclen, "order": order, "sorted_ids": ids[order],
+                     "cindptr": cindptr, "crows": crows, "ctfs": ctfs,
+                     "cw": self._weights(crows, ctfs, doclen)}
             self._set_base({k: z[k] for k in _BASE}, terms)
         except (OSError, ValueError, KeyError) as exc:
             logger.warning("sparse index %s unreadable (%s): rebuilding from the docstore", path, exc)
@@ -144,11 +145,20 @@ class SparseIndex:
         d_map[d_live] = n_base_live + np.arange(len(d_live))
         for name, dtype, what in (("crows", np.int32, "rows"), ("ctfs", np.float32, "tfs")):
             write_member(zf, name, dtype, int(cindptr[-1]), self._merged(what, row_map, d_map))
+        pairs = zip(self._merged("rows", row_map, d_map), self._merged("tfs", row_map, d_map), strict=True)
+        write_member(zf, "cw", np.float32, int(cindptr[-1]), (self._weights(r, t, doclen) for r, t in pairs))
         vocab = "\n".join(t for t, k in zip(self.terms, keep_terms, strict=True) if k).encode("utf-8")
         meta = {"format": FORMAT_VERSION, "analyzer": ANALYZER_VERSION, "k1": self.k1, "b": self.b,
                 "rows": len(new_ids), "postings": int(cindptr[-1])}
         for name, data in (("vocab", vocab), ("meta", json.dumps(meta).encode("utf-8"))):
             write_member(zf, name, np.uint8, len(data), [np.frombuffer(data, np.uint8)])
+
+    def _weights(self, rows: np.ndarray, tfs: np.ndarray, doclen: np.ndarray) -> np.ndarray:
+        """BM25 term weights (idf excluded) of postings, for the document lengths ``doclen``."""
+        avgdl = max(float(np.mean(doclen, dtype=np.float64)) if len(doclen) else 1.0, 1e-9)
+        c1, c2 = np.float32(self.k1 * (1 - self.b)), np.float32(self.k1 * self.b / avgdl)
+        tfs = np.asarray(tfs, np.float32)
+        return tfs * np.float32(self.k1 + 1) / (tfs + c1 + c2 * doclen[rows])
 
     def _term_blocks(self) -> Iterator[tuple[int, int]]:
         """Term ranges [lo, hi) covering the vocabulary, each with about ``_BLOCK`` base postings."""
@@ -280,7 +290,7 @@ class SparseIndex:
             tfs = np.concatenate([self._d_tfs[j] for j in live]) if live else np.zeros(0, np.float32)
             rows = np.repeat(np.asarray(live, np.int64) + len(self._b["ids"]),
                              [len(self._d_tids[j]) for j in live])
-            ptr, rows, tfs, terms = _term_major(tids, [rows, tfs, tids.astype(np.int64)], len(self.terms))
+            ptr, rows, tfs, terms = _term_major(tids, [rows, tfs, tids], len(self.terms))
             self._delta = (ptr, rows, tfs, terms, np.asarray(self._d_len, np.float32))
         return self._delta
 
@@ -318,12 +328,14 @@ class SparseIndex:
             idf = self.idf(tids)
             avgdl = max(self._total_len / self._n_live, 1e-9)
             c1, c2 = np.float32(self.k1 * (1 - self.b)), np.float32(self.k1 * self.b / avgdl)
+            baked = not self._d_ids and not self._n_dead_base  # the file's statistics still hold
             for tid, weight in zip(tids.tolist(), idf.tolist(), strict=True):
                 w = np.float32((self.k1 + 1) * weight)
                 if tid < len(b["cindptr"]) - 1:
                     lo, hi = b["cindptr"][tid], b["cindptr"][tid + 1]
-                    rows, tf = np.asarray(b["crows"][lo:hi]), np.asarray(b["ctfs"][lo:hi])
-                    scores[rows] += tf * w / (tf + c1 + c2 * b["doclen"][rows])
+                    rows, tf = b["crows"][lo:hi], b["ctfs"][lo:hi]
+                    scores[rows] += (b["cw"][lo:hi] * np.float32(weight) if baked else
+                                     tf * w / (tf + c1 + c2 * b["doclen"][rows]))
                 rows, tf = drows[dptr[tid]:dptr[tid + 1]], dtfs[dptr[tid]:dptr[tid + 1]]
                 scores[rows] += tf * w / (tf + c1 + c2 * d_doclen[rows - nb])
             if self._n_live < len(scores):
@@ -359,7 +371,11 @@ class SparseIndex:
             np.ndarray, np.ndarray]:
         pos = None if allowed is None else self._allowed_positions(allowed)
         cand_scores = scores if pos is None else scores[pos]
-        nz = np.flatnonzero(cand_scores > 0)
+        # the k-th largest of any subset bounds the k-th largest from below: a 1/16 sample's cuts the
+        # candidates to ~16 k in one pass instead of a partition of every matching row
+        sample = cand_scores[::16]
+        thr = np.partition(sample, len(sample) - k)[len(sample) - k] if len(sample) > 4 * k else 0.0
+        nz = np.flatnonzero(cand_scores >= thr) if thr > 0 else np.flatnonzero(cand_scores > 0)
         if len(nz) > k:
             nz = nz[np.argpartition(-cand_scores[nz], k - 1)[:k]]
         nz = nz[np.argsort(-cand_scores[nz], kind="stable")]
