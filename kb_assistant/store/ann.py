@@ -90,13 +90,17 @@ def new_ivf(dim: int, n: int, cfg: DenseIndexConfig, train: np.ndarray, *, use_g
     index = faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, getattr(faiss.ScalarQuantizer,
                                           _STORAGE[cfg.storage]), faiss.METRIC_INNER_PRODUCT, False)
     index.cp.niter = 10  # converged enough for search; half the default training time
-    if use_gpu:
+    gpu_flat = None
+    if use_gpu:  # pragma: no cover - GPU only: k-means assignments on the GPU
         try:
-            index.clustering_index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(dim))
-        except (AttributeError, RuntimeError) as exc:  # pragma: no cover - GPU only
+            gpu_flat = faiss.index_cpu_to_all_gpus(faiss.IndexFlatIP(dim))
+            index.clustering_index = gpu_flat  # (the Python reference keeps it alive while training)
+        except (AttributeError, RuntimeError) as exc:
             logger.warning("GPU k-means unavailable (%s): training on the CPU", exc)
     t0 = time.perf_counter()
     index.train(np.ascontiguousarray(train, dtype=np.float32))
+    if gpu_flat is not None:  # pragma: no cover - GPU only
+        index.clustering_index = None
     index.set_direct_map_type(faiss.DirectMap.Hashtable)  # reconstruct and O(1) removes by id
     index.nprobe = cfg.nprobe
     logger.info("IVF%d,%s trained on %d vectors in %.1f s", nlist, cfg.storage, len(train),
@@ -286,21 +290,24 @@ class IvfBackend:
         nlist = int(self.index.nlist)
         nprobe = nlist if share <= self.cfg.exact_filter_share else min(
             nlist, math.ceil(self.cfg.nprobe / share))
-        if sel is None and self.use_gpu:
-            scores, ids = self._gpu().search(q, k)
-        else:
-            scores, ids = search(self.index, q, k, nprobe, sel)
+        gpu = self._gpu() if sel is None and self.use_gpu else None
+        scores, ids = gpu.search(q, k) if gpu is not None else search(self.index, q, k, nprobe, sel)
         short = (ids >= 0).sum(axis=1) < k
         if short.any() and nprobe < nlist:
             scores[short], ids[short] = search(self.index, q[short], k, nlist, sel)
         return scores, ids
 
     def _gpu(self) -> Any:  # pragma: no cover - GPU only
+        """The GPU copy for unfiltered searches (a selector is applied on the CPU index), or None."""
         if self._gpu_index is None:
             faiss = faiss_module()
-            self._res = faiss.StandardGpuResources()
-            self._gpu_index = faiss.index_cpu_to_gpu(self._res, 0, self.index)
-            self._gpu_index.nprobe = self.cfg.nprobe
+            try:
+                self._res = faiss.StandardGpuResources()
+                self._gpu_index = faiss.index_cpu_to_gpu(self._res, 0, self.index)
+                self._gpu_index.nprobe = self.cfg.nprobe
+            except (AttributeError, RuntimeError) as exc:
+                logger.warning("IVF index not copied to the GPU (%s): searching on the CPU", exc)
+                self.use_gpu = False
         return self._gpu_index
 
     def _selector(self, allowed: np.ndarray | None) -> tuple[int, Any]:
