@@ -2,23 +2,21 @@
 
     python benchmarks/retrieval.py --embedders minilm --no-llamaindex     # the source KB, once
     python benchmarks/scale.py --chunks 100000 300000 1000000              # -> results/scale.json
-    python benchmarks/scale.py --compare 25000 50000 100000 300000         # index types -> scale_ann.json
+    python benchmarks/scale.py --compare 10000 25000 50000 100000 300000   # index types -> scale_ann.json
     python benchmarks/scale.py --plot                                      # -> docs/img/scale_latency.png
 
-Synthesis (as ``benchmarks/search_latency.py``): every chunk of the real handbook KB
-(``benchmarks/.cache/kb-minilm``) replicated with its vector perturbed (N(0, sigma) per dimension, then
-re-normalised, so copies are near but not equal and the approximate index is not trivially exact) and
-a copy marker in its text and BM25 tokens; 12 chunks a document, each document in one of three access
-groups ("hr", "eng", "ops"). Queries: the 189 dev QA questions, embedded by the KB's MiniLM. The exact
-top 10 of every query is computed over the float32 vectors during synthesis: unfiltered, for the "hr"
-third, and for one copy of the handbook (``source="*/copy0/*"``, a very selective filter).
+Synthesis (as ``benchmarks/search_latency.py``): every chunk of the handbook KB replicated with its
+vector perturbed (N(0, sigma) per dimension, re-normalised: copies are near, not equal, so the
+approximate index is not trivially exact) and a copy marker in its text and BM25 tokens; 12 chunks a
+document, each in one of three access groups. Queries: the 189 dev questions (MiniLM). The exact top 10
+of each is computed over the float32 vectors: unfiltered, for the "hr" third, and for one copy of the
+handbook (``source="*/copy0/*"``, a very selective filter).
 
-Phases: *synthesis* (not a timed figure), *build* (the dense index built from the docstore's vectors as a
-knowledge base builds it on open: ``DenseIndex.reconcile``; IVF at and above 50k chunks) and *measure*
-(a fresh process opens the ``KnowledgeBase`` and searches: the dense index with the query vector given,
-``KnowledgeBase.search`` with the vector given (dense + BM25 + fusion + docstore reads) and end to end
-with the query embedding). Build, measure and ``--compare`` run in child processes that hold
-``/tmp/kb-bench.lock`` (alone on the machine); their load average is recorded with each figure.
+*Build*: the dense index from the docstore's vectors, as a knowledge base builds it on open
+(``DenseIndex.reconcile``). *Measure*: a fresh process opens the ``KnowledgeBase`` and searches (dense
+index with the query vector given; ``KnowledgeBase.search`` with the vector given and end to end). Build,
+measure and ``--compare`` run in child processes holding ``/tmp/kb-bench.lock``; load average, wall and
+CPU time are recorded with each figure.
 """
 
 from __future__ import annotations
@@ -52,12 +50,9 @@ K = 10
 
 def _proc_status() -> dict[str, float]:
     """Resident memory of this process in MB (VmRSS = anonymous + file-backed, VmHWM = peak)."""
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
-            out[key] = round(int(value.split()[0]) / 1024, 1)
-    return out
+    fields = (line.partition(":") for line in Path("/proc/self/status").read_text().splitlines())
+    return {k: round(int(v.split()[0]) / 1024, 1) for k, _, v in fields
+            if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile")}
 
 
 def _timed(fn: Any, inputs: Any) -> tuple[dict[str, float], list[Any]]:
@@ -133,7 +128,6 @@ def synthesise(src: Path, dst: Path, qa: Path, n_chunks: int, sigma: float, seed
     sparse = SparseIndex(dst / SPARSE_FILE)
     truth = {"all": _TopK(q), "hr": _TopK(q), "selective": _TopK(q)}
     per_doc, made, copy, n_doc = 12, 0, 0, 0
-    pending: list[tuple[np.ndarray, np.ndarray, str, int]] = []
     while made < n_chunks:
         for start in range(0, len(ids), per_doc):
             part = ids[start:start + per_doc][: n_chunks - made]
@@ -149,18 +143,12 @@ def synthesise(src: Path, dst: Path, qa: Path, n_chunks: int, sigma: float, seed
             vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
             _, added = store.replace_document(rec, chunks, vecs, [c.chunk_id for c in chunks])
             sparse.add_tokens(added, [base["tokens"][t] + [f"copy{copy}"] for t in at])
-            pending.append((np.asarray(added, np.int64), vecs, group, copy))
+            for name, member in (("all", True), ("hr", group == "hr"), ("selective", copy == 0)):
+                if member:
+                    truth[name].update(np.asarray(added, np.int64), vecs)
             made, n_doc = made + len(part), n_doc + 1
             if made % 250_000 < len(part):  # checkpoints, as an ingest does: the delta stays bounded
                 sparse.save()
-            if len(pending) * per_doc >= 50_000 or made >= n_chunks:
-                for p_ids, p_vecs, p_group, p_copy in pending:
-                    truth["all"].update(p_ids, p_vecs)
-                    if p_group == "hr":
-                        truth["hr"].update(p_ids, p_vecs)
-                    if p_copy == 0:
-                        truth["selective"].update(p_ids, p_vecs)
-                pending = []
         copy += 1
     sparse.save()
     store.close()
@@ -179,32 +167,30 @@ def stage_build(dst: Path) -> dict[str, Any]:
     store = DocStore(dst / "docstore.sqlite3")
     dim = int(json.loads((dst / "manifest.json").read_text())["embedding"]["dim"])
     (dst / DENSE_FILE).unlink(missing_ok=True)
-    t0 = time.perf_counter()
+    t = [time.perf_counter()]
     store_ids = store.chunk_ids()
-    t_read = time.perf_counter()
     index = DenseIndex(dst / DENSE_FILE, dim, use_gpu=False)
     index.reconcile(store_ids, lambda part: store.vectors(part, dim))
-    t_built = time.perf_counter()
+    t.append(time.perf_counter())
     index.save()
-    t_saved = time.perf_counter()
+    t.append(time.perf_counter())
     # the single writer's checkpoint at this size: one more 12-chunk document, then both indexes saved
     new = np.arange(12, dtype=np.int64) + int(store_ids.max()) + 1
     index.add(new, index.vectors(store_ids[:12]))
     sparse = SparseIndex(dst / SPARSE_FILE)
     sparse.add_tokens(new, [["checkpoint", "probe"]] * 12)
-    t_ck = time.perf_counter()
-    index.save()
-    t_dense_ck = time.perf_counter()
-    sparse.save()
-    t_sparse_ck = time.perf_counter()
+    for step in (index.save, sparse.save):
+        t.append(time.perf_counter())
+        step()
+    t.append(time.perf_counter())
     index.remove(new)  # and back to the docstore's content
     sparse.remove(new)
     index.save()
     sparse.save()
-    return {"build_s": round(t_built - t0, 1), "chunk_ids_s": round(t_read - t0, 2),
-            "save_s": round(t_saved - t_built, 1), "checkpoint_dense_save_s": round(t_dense_ck - t_ck, 2),
-            "checkpoint_sparse_save_s": round(t_sparse_ck - t_dense_ck, 2), "index": index.describe(),
-            "file_mb": round((dst / DENSE_FILE).stat().st_size / 2**20, 1),
+    return {"build_s": round(t[1] - t[0], 1), "save_s": round(t[2] - t[1], 1),
+            "checkpoint_dense_save_s": round(t[4] - t[3], 2),
+            "checkpoint_sparse_save_s": round(t[5] - t[4], 2),
+            "index": index.describe(), "file_mb": round((dst / DENSE_FILE).stat().st_size / 2**20, 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
@@ -218,9 +204,8 @@ def stage_measure(dst: Path, k: int) -> dict[str, Any]:
     questions = [it.question for it in load_qa(ROOT / "benchmarks/data/debian_qa.jsonl")]
     t0 = time.perf_counter()
     kb = KnowledgeBase(dst)
-    kb.search("warm-up", k=1)
-    kb.search("warm-up", k=1, groups=["hr"])
-    kb.search("warm-up", k=1, filters=SELECTIVE)
+    for kw in ({}, {"groups": ["hr"]}, {"filters": SELECTIVE}):  # a Chinese query loads jieba's dictionary
+        kb.search("warm-up 如何配置网络", k=1, **kw)
     res["open_s"] = round(time.perf_counter() - t0, 1)
     res["rss_open"] = _proc_status()
     res["index"] = kb.dense.describe()
@@ -238,14 +223,9 @@ def stage_measure(dst: Path, k: int) -> dict[str, Any]:
     res["embed_only"] = timed(emb.embed_query)
     res["hybrid_e2e"] = timed(lambda s: kb.search(s, k=k))
     res["hybrid_e2e_acl"] = timed(lambda s: kb.search(s, k=k, groups=["hr"]))
-    cache = {s: emb.embed_query(s) for s in questions}
-    original = emb.embed_query
-    emb.embed_query = cache.__getitem__  # type: ignore[method-assign]
-    try:
-        res["retrieval_vector_given"] = timed(lambda s: kb.search(s, k=k))
-        res["retrieval_vector_given_acl"] = timed(lambda s: kb.search(s, k=k, groups=["hr"]))
-    finally:
-        emb.embed_query = original  # type: ignore[method-assign]
+    emb.embed_query = {s: emb.embed_query(s) for s in questions}.__getitem__  # type: ignore[method-assign]
+    res["retrieval_vector_given"] = timed(lambda s: kb.search(s, k=k))
+    res["retrieval_vector_given_acl"] = timed(lambda s: kb.search(s, k=k, groups=["hr"]))
     res["rss_end"] = _proc_status()
     kb.close()
     return res
@@ -268,18 +248,15 @@ def stage_compare(src: Path, qa: Path, n: int, sigma: float) -> list[dict[str, A
     del base
     out = []
 
-    def timed(search: Any) -> tuple[dict[str, float], np.ndarray]:
-        lat, got = _timed(search, q)
-        return lat, np.array(got)
-
     def dense(label: str, **cfg: Any) -> None:
         t = time.perf_counter()
         idx = DenseIndex(Path("/nonexistent"), x.shape[1], use_gpu=False,
                          config=DenseIndexConfig(background=False, **cfg))
         idx.add(ids, x)
         build = time.perf_counter() - t
-        lat, got = timed(lambda v: idx.search(v, K)[1][0])
-        out.append({"index": label, "n": n, "build_s": round(build, 1), **lat, "recall@10": _recall(got, gt),
+        lat, got = _timed(lambda v: idx.search(v, K)[1][0], q)
+        out.append({"index": label, "n": n, "build_s": round(build, 1), **lat,
+                    "recall@10": _recall(np.array(got), gt),
                     "index_mb": round(faiss.serialize_index(idx.index).nbytes / 2**20, 1)})
         logger.info("%s", out[-1])
 
@@ -295,9 +272,9 @@ def stage_compare(src: Path, qa: Path, n: int, sigma: float) -> list[dict[str, A
         build = time.perf_counter() - t
         for ef in (64, 128, 256):
             hnsw.hnsw.efSearch = ef
-            lat, got = timed(lambda v, h=hnsw: h.search(v[None], K)[1][0])
+            lat, got = _timed(lambda v, h=hnsw: h.search(v[None], K)[1][0], q)
             out.append({"index": f"HNSW{m} float16 efConstruction {efc} efSearch {ef}", "n": n,
-                        "build_s": round(build, 1), **lat, "recall@10": _recall(got, gt),
+                        "build_s": round(build, 1), **lat, "recall@10": _recall(np.array(got), gt),
                         "index_mb": round(faiss.serialize_index(hnsw).nbytes / 2**20, 1)})
             logger.info("%s", out[-1])
     return out
@@ -314,7 +291,11 @@ def _children(args: argparse.Namespace, stages: list[tuple[str, list[str]]]) -> 
             cmd = [sys.executable, __file__, "--stage", stage, "--stage-out", str(out), "--threads",
                    str(args.threads), "--sigma", str(args.sigma), *extra]
             load_before = os.getloadavg()
-            subprocess.run(cmd, check=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+            # idle OpenMP threads sleep instead of spinning: on a shared 2-core machine a spinning team
+            # made MiniLM's query embedding 450 ms instead of 7 ms (see docs/scaling.md)
+            env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY",
+                                                                                         "PASSIVE"))
+            subprocess.run(cmd, check=True, env=env)
             results.append({"result": json.loads(out.read_text()), "load_avg_before": load_before,
                             "load_avg_after": os.getloadavg()})
             out.unlink()
@@ -322,9 +303,10 @@ def _children(args: argparse.Namespace, stages: list[tuple[str, list[str]]]) -> 
 
 
 def _merge(path: Path, key: str, value: Any, meta: dict[str, Any]) -> None:
+    """Put one run (with the command that made it) into a results file, keeping the other runs."""
     data = json.loads(path.read_text()) if path.exists() else {}
-    data.update(meta)
-    data.setdefault("runs", {})[key] = value
+    data.update({k: v for k, v in meta.items() if k != "command"})
+    data.setdefault("runs", {})[key] = {"command": meta["command"], **value}
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
@@ -335,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--qa", type=Path, default=ROOT / "benchmarks/data/debian_qa.jsonl")
     ap.add_argument("--chunks", type=int, nargs="*", default=[])
     ap.add_argument("--compare", type=int, nargs="*", default=[])
-    ap.add_argument("--plot", action="store_true")
+    ap.add_argument("--plot", action="store_true", help="draw docs/img/scale_latency.png from the results")
     ap.add_argument("--sigma", type=float, default=0.02, help="per-dimension noise of a copy's vector")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--k", type=int, default=5)
@@ -398,13 +380,13 @@ def plot(scale_json: Path, ann_json: Path, png: Path) -> None:
         exact = sorted((int(n), r["p50"]) for n, rows in json.loads(ann_json.read_text())["runs"].items()
                        for r in rows["result"] if r["index"].startswith("exact"))
         ax.plot([e[0] for e in exact], [e[1] for e in exact], "s--", label="dense exact scan, vector given")
-    ax.axhline(30, color="grey", lw=0.8, ls=":")
-    ax.axhline(5, color="grey", lw=0.8, ls=":")
+    for target in (30, 5):
+        ax.axhline(target, color="grey", lw=0.8, ls=":")
     ax.set(xscale="log", yscale="log", xlabel="chunks", ylabel="p50 latency (ms), 2 CPU threads",
            title="search latency")
     ax.legend(fontsize=7)
-    ax2.plot(x, [m[n]["rss_end"]["VmRSS"] / 1024 for n in sizes], "o-", label="RSS (anonymous + file)")
-    ax2.plot(x, [m[n]["rss_end"]["RssAnon"] / 1024 for n in sizes], "o-", label="anonymous")
+    for key, label in (("VmRSS", "RSS (anonymous + file-backed)"), ("RssAnon", "anonymous")):
+        ax2.plot(x, [m[n]["rss_end"][key] / 1024 for n in sizes], "o-", label=label)
     ax2.axhline(3, color="grey", lw=0.8, ls=":")
     ax2.set(xscale="log", xlabel="chunks", ylabel="GB", title="resident memory after the searches")
     ax2.legend(fontsize=7)
