@@ -56,7 +56,7 @@ class DenseIndexConfig(Settings):
     """How the dense index is chosen and tuned (defaults measured in docs/benchmarks.md "Scale")."""
 
     SECTION: ClassVar[str | None] = None  # not (yet) a config.toml section: a DenseIndex parameter
-    ann_threshold: int = setting(50_000, lo=1, doc="at or above this many vectors the index is approximate "
+    ann_threshold: int = setting(20_000, lo=1, doc="at or above this many vectors the index is approximate "
                                                    "(IVF); below it every search is exact")
     nlist: int = setting(0, lo=0, hi=1 << 20, doc="IVF lists; 0: 4 * sqrt(n) rounded to a power of two")
     nprobe: int = setting(32, lo=1, hi=1 << 20,
