@@ -140,3 +140,90 @@ def test_reconcile_after_simulated_crash(tmp_path, write):
     assert not [h for h in kb.search("fstab mounted boot", k=5) if h.source.endswith("a.txt")]
     kb.close()
     assert KnowledgeBase(tmp_path / "kb").verify()["ok"]
+
+
+def _scores(idx: SparseIndex, query: str) -> dict[int, float]:
+    ids, scores = idx.search(query, 10**6)
+    return dict(zip(ids.tolist(), scores.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("block", [1 << 22, 37])  # one merge block, many (term ranges split)
+def test_base_delta_tombstones_equal_a_rebuild(tmp_path, monkeypatch, block):
+    """A saved (memory-mapped) base, then removes of base and delta rows, re-adds and new terms: the
+    scores equal a from-scratch index at every step, also after the merge on save."""
+    from kb_assistant.store import sparse
+
+    monkeypatch.setattr(sparse, "_BLOCK", block)
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(60)]
+    docs = {i: rng.choice(words, rng.integers(3, 30)).tolist() for i in range(1, 400)}
+    idx = SparseIndex(tmp_path / "bm25.npz")
+    idx.add_tokens(list(docs)[:300], [docs[i] for i in list(docs)[:300]])
+    idx.save()
+    assert isinstance(idx._b["crows"], np.memmap) and isinstance(idx._b["ctfs"], np.memmap)
+    idx.add_tokens(list(docs)[300:], [docs[i] for i in list(docs)[300:]])  # the delta
+    idx.remove([5, 17, 301, 350, 10**6])  # base and delta rows, and an unknown id
+    docs = {i: t for i, t in docs.items() if i not in (5, 17, 301, 350)}
+    docs[42] = ["brand", "new", "w1"]  # re-add of a base row, with a term the base never had
+    docs[399] = ["w2", "w2", "w3"]  # re-add of a delta row
+    idx.add_tokens([42, 399], [docs[42], docs[399]])
+
+    def check(index: SparseIndex) -> None:
+        fresh = SparseIndex()
+        fresh.add_tokens(list(docs), list(docs.values()))
+        assert len(index) == len(docs)
+        for q in ["w1 w2", "brand", "w7 w8 w9 w10", "new w59", "w0"]:
+            assert _scores(index, q) == pytest.approx(_scores(fresh, q), rel=1e-5)
+        allowed = np.array(sorted(docs)[::3], np.int64)
+        got, _ = index.search("w1 w2 brand", 20, allowed=allowed)
+        want, _ = fresh.search("w1 w2 brand", 20, allowed=allowed)
+        assert set(got.tolist()) == set(want.tolist()) and np.isin(got, allowed).all()
+
+    check(idx)
+    idx.save()
+    assert not idx._d_ids and idx._n_dead_base == 0  # merged: no delta, no tombstones
+    check(idx)
+    check(SparseIndex(tmp_path / "bm25.npz"))
+    assert sorted(SparseIndex(tmp_path / "bm25.npz").ids.tolist()) == sorted(docs)
+
+
+def test_format_1_files_still_load(tmp_path):
+    """An index saved by the previous version (document-major arrays only) loads, then saves as format 2."""
+    import json
+
+    from kb_assistant.analysis import ANALYZER_VERSION
+
+    idx = _index()
+    tids = [np.array([idx.vocab[t] for t in dict.fromkeys(analyze(DOCS[i]))], np.int32) for i in DOCS]
+    tfs = [np.array([analyze(DOCS[i]).count(idx.terms[t]) for t in row], np.float32)
+           for i, row in zip(DOCS, tids, strict=True)]
+    meta = {"format": 1, "analyzer": ANALYZER_VERSION, "k1": 1.2, "b": 0.75}
+    with open(tmp_path / "bm25.npz", "wb") as fh:
+        np.savez(fh, ids=np.array(list(DOCS), np.int64),
+                 indptr=np.concatenate([[0], np.cumsum([len(t) for t in tids])]).astype(np.int64),
+                 term_ids=np.concatenate(tids), tfs=np.concatenate(tfs),
+                 vocab=np.frombuffer("\n".join(idx.terms).encode("utf-8"), np.uint8),
+                 meta=np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8))
+    old = SparseIndex(tmp_path / "bm25.npz")
+    assert len(old) == len(DOCS)
+    for q in ["fstab", "防火墙", "install ssh", "ERR_42"]:
+        assert _scores(old, q) == pytest.approx(_scores(idx, q))
+    old.save()
+    again = SparseIndex(tmp_path / "bm25.npz")
+    assert json.loads(bytes(np.load(tmp_path / "bm25.npz")["meta"]))["format"] == 2
+    assert _scores(again, "install ssh") == pytest.approx(_scores(idx, "install ssh"))
+
+
+def test_npz_members_mapped_or_read(tmp_path):
+    from kb_assistant.store.npz import read_npz
+
+    a = np.arange(10, dtype=np.int32)
+    np.savez(tmp_path / "plain.npz", a=a, empty=np.zeros(0, np.float32))
+    np.savez_compressed(tmp_path / "packed.npz", a=a)
+    plain, packed = read_npz(tmp_path / "plain.npz"), read_npz(tmp_path / "packed.npz")
+    assert isinstance(plain["a"], np.memmap) and plain["a"].tolist() == a.tolist()
+    assert plain["empty"].shape == (0,) and packed["a"].tolist() == a.tolist()  # read, not mapped
+    np.savez(tmp_path / "objects.npz", o=np.array([{"x": 1}], dtype=object))
+    for bad in ("objects.npz", "plain.npz/a"):  # a pickled member is refused; not a file either
+        with pytest.raises((ValueError, OSError)):
+            read_npz(tmp_path / bad)

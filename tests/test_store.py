@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kb_assistant.store import vector
+from kb_assistant.store import ann_flat
 from kb_assistant.store.vector import DenseIndex
 
 
@@ -16,7 +16,7 @@ def _unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
 
 @pytest.mark.parametrize("half_min", [10**9, 1000])  # plain BLAS scan, float16 pre-scan
 def test_single_query_scan_is_exact(tmp_path, monkeypatch, half_min):
-    monkeypatch.setattr(vector, "HALF_SCAN_MIN", half_min)
+    monkeypatch.setattr(ann_flat, "HALF_SCAN_MIN", half_min)
     rng = np.random.default_rng(0)
     idx = DenseIndex(tmp_path / "d.faiss", 32, use_gpu=False)
     base = _unit(rng, 3000, 32)
@@ -42,15 +42,15 @@ def test_single_query_scan_is_exact(tmp_path, monkeypatch, half_min):
             apart[:-1] &= np.abs(gaps) > 1e-5
             apart[1:] &= np.abs(gaps) > 1e-5
             assert (got_i[0][apart] == want_i[0][apart]).all()
-    assert (idx._half is not None) == (half_min == 1000)
+    assert (idx._backend._half is not None) == (half_min == 1000)
     idx.add(np.array([10**6], np.int64), base[150:151])  # a change drops the float16 copy
-    assert idx._half is None
+    assert idx._backend._half is None
     assert set(idx.search(base[150], 3)[1][0].tolist()) == {150 * 7 + 1, 3150 * 7 + 1, 10**6}
 
 
 @pytest.mark.parametrize("half_min", [10**9, 1000])
 def test_allowed_ids_filter_before_the_cut(tmp_path, monkeypatch, half_min):
-    monkeypatch.setattr(vector, "HALF_SCAN_MIN", half_min)
+    monkeypatch.setattr(ann_flat, "HALF_SCAN_MIN", half_min)
     rng = np.random.default_rng(1)
     idx = DenseIndex(tmp_path / "d.faiss", 16, use_gpu=False)
     vecs = _unit(rng, 4000, 16)
