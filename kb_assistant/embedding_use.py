@@ -46,7 +46,9 @@ def resolve_cross_lingual(backend: str, value: str) -> str:
 
 
 def _threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    """BLAS threads: ``OMP_NUM_THREADS`` when set (as torch does), else the cores, at most 4."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, int(env)) if env.isdigit() else max(1, min(4, os.cpu_count() or 1))
 
 
 class UseEmbedder:

@@ -79,6 +79,20 @@ def _mode_weights(cfg: Any, dense_weight: float) -> tuple[float, float]:
     return dense_weight, 1.0 - dense_weight
 
 
+def demote_twins(fused: np.ndarray, xvecs: np.ndarray, same: np.ndarray, threshold: float) -> np.ndarray:
+    """A candidate in another language whose cross-lingual cosine to one in the question's language
+    reaches ``threshold`` is taken for its translation (the two versions of one manual): it is ranked
+    right after that one, so the asker reads their own language first. ``xvecs`` are unit vectors."""
+    other, mine = np.flatnonzero(~same), np.flatnonzero(same)
+    if threshold >= 1 or not len(other) or not len(mine):
+        return fused
+    sims = xvecs[other] @ xvecs[mine].T
+    cap = np.where(sims >= threshold, fused[mine][None, :], -np.inf).max(axis=1)
+    out = fused.copy()
+    out[other] = np.minimum(out[other], np.where(np.isfinite(cap), cap - 1e-9, np.inf))
+    return out
+
+
 def mmr_order(vecs: np.ndarray | None, n: int, k: int, lam: float, dedup: float) -> list[int]:
     """Indexes of the k hits to return from candidates in rank order. A near-duplicate (cosine > dedup)
     of an earlier pick goes to the end (used only to fill up k); ``lam`` > 0 re-orders by MMR."""
@@ -211,8 +225,8 @@ class Retriever:
         bm25_all, bm25_max = sparse.score_all(query)
         sparse_ids, _ = sparse.top(bm25_all, n_cand, allowed) if use_sparse else (np.zeros(0, np.int64), None)
 
-        cand = np.array(list(dict.fromkeys([*(i for r in ranked for i in r.tolist()), *sparse_ids.tolist()])),
-                        dtype=np.int64)
+        seen = [i for r in ranked for i in r.tolist()] + sparse_ids.tolist()
+        cand = np.array(list(dict.fromkeys(seen)), dtype=np.int64)
         if len(cand) == 0:
             return []
         vecs = self._vectors(cand) if chans else None
@@ -226,14 +240,18 @@ class Retriever:
             rows.update(self.docstore.get_chunks(cand))
             same = np.array([_lang(rows.get(int(i))) == qlang for i in cand], bool)
         dw = cfg.dense_weight_cjk if qlang == "zh" and cfg.dense_weight_cjk is not None else cfg.dense_weight
-        fused = fuse(cand, ranked[0] if ranked else np.zeros(0, np.int64), sparse_ids, dense_cos, bm25, cfg, dw)
+        dense_ids = ranked[0] if ranked else np.zeros(0, np.int64)
+        fused = fuse(cand, dense_ids, sparse_ids, dense_cos, bm25, cfg, dw)
         total = sum(_mode_weights(cfg, dw))
         if use_xling and len(chans) > 1:
             wx = np.where(same, cfg.xling_weight, cfg.xling_weight_other)
             fused = (1 - wx) * fused + wx * total * channel_terms(cand, ranked[1], cos[1], cfg)
         fused = fused + cfg.lang_bonus * total * same
+        if len(cos) > 1 and vecs is not None:
+            xvecs = vecs[:, chans[1].sl] * chans[1].scale
+            fused = demote_twins(fused, xvecs, same, cfg.twin_threshold)
         order = np.argsort(-fused, kind="stable")
-        cand, dense_cos, bm25, fused, same = cand[order], dense_cos[order], bm25[order], fused[order], same[order]
+        cand, dense_cos, bm25, fused = cand[order], dense_cos[order], bm25[order], fused[order]
         xcos = cos[1][order] if len(cos) > 1 else None
         vecs = vecs[order] if vecs is not None else None
 

