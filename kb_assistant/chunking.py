@@ -19,7 +19,7 @@ from .types import Chunk, Document
 
 CountFn = Callable[[Sequence[str]], list[int]]
 
-_CARRIED = ("page", "title", "heading", "section", "file_type", "sheet", "slide")
+_CARRIED = ("page", "title", "heading", "section", "file_type", "sheet", "slide", "ocr")
 
 
 def make_doc_id(normalised_path: str) -> str:

@@ -18,18 +18,52 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .text import CITATION_RE, split_sentences, terms
+from .text import CITATION_RE, detect_lang, split_sentences, terms
 
 logger = logging.getLogger(__name__)
 
 @dataclass
 class Evidence:
-    """One evidence sentence. ``passage`` is the 0-based index of the hit it comes from."""
+    """One evidence sentence. ``passage`` is the 0-based index of the hit it comes from; ``overlap`` the
+    IDF-weighted share of the question's terms it holds."""
 
     text: str
     passage: int
     score: float
     position: int = 0
+    overlap: float = 0.0
+    lang: str = "en"
+
+
+# table-of-contents lines: dot leaders then a page number ("1.1 Introduction . . . . 3", "…… 12")
+_TOC_RE = re.compile(r"(?:\.\s?){4,}\s*\d+\s*$|[…·]{2,}\s*\d+\s*$")
+# headings: a section number ("5.2.1", "5.2.1.", "第3章") then a short title without an end mark
+_HEADING_RE = re.compile(r"^(?:\d+(?:\.\d+)+\.?|\d+\.|第[0-9一二三四五六七八九十百]+[章节部分])\s*\S")
+_END_MARK_RE = re.compile(r"[.!?;:。！？；：)）\]」』\"'”]\s*(?:\[\d+\])?$")
+# text written to steer an assistant rather than to inform a reader (prompt injection)
+_INSTRUCTION_RE = re.compile(
+    r"\b(?:ignore|disregard|forget)\b.{0,30}\b(?:previous|prior|above|all|earlier)\b.{0,20}"
+    r"\b(?:instructions?|prompts?|rules?|context)\b"
+    r"|\b(?:for|to) (?:every|any|all) (?:question|query|user)s?\b"
+    r"|\byou are (?:now|an? (?:ai|assistant|language model))\b|\bsystem prompt\b"
+    r"|\b(?:always|must) (?:answer|respond|reply|say)\b|\banswer (?:every|all|any)\b"
+    r"|忽略(?:之前|以上|前面|所有)的?(?:指令|指示|提示|规则)|(?:所有|任何|每个)问题的?答案(?:都|均)是|系统提示词",
+    re.IGNORECASE)
+
+
+def is_furniture(sentence: str) -> bool:
+    """A table-of-contents line, or a numbered heading (not a sentence a reader would quote)."""
+    s = CITATION_RE.sub("", sentence).strip()
+    if _TOC_RE.search(s):
+        return True
+    words = len(s.split()) if detect_lang(s) == "en" else len(s) // 3
+    return bool(_HEADING_RE.match(s)) and words <= 12 and not _END_MARK_RE.search(s)
+
+
+def is_instruction(sentence: str) -> bool:
+    """Text that addresses the assistant ("ignore previous instructions", "for every question the answer
+    is ..."): never quoted as evidence, whatever its overlap with the question."""
+    return bool(_INSTRUCTION_RE.search(sentence))
 
 
 def select_evidence(
@@ -42,19 +76,24 @@ def select_evidence(
     min_overlap: float = 0.0,
     focus: str | None = None,
     focus_weight: float = 3.0,
+    lang: str | None = None,
+    other_lang_factor: float = 0.85,
 ) -> list[Evidence]:
     """Return up to ``max_sentences`` best sentences (best first) from ``passages`` (ranked best first).
 
     score = weighted fraction of question terms present in the sentence (IDF over all candidate
-    sentences) + ``rank_weight`` / (1 + passage rank). Terms of ``focus`` (the user's own words when
-    ``question`` is a rewritten follow-up) weigh ``focus_weight`` times more. Sentences with no term
-    overlap are dropped; when nothing overlaps, the first sentence of the top passage is returned.
+    sentences) + ``rank_weight`` / (1 + passage rank), times ``other_lang_factor`` for a sentence not in
+    the question's language ``lang`` (when given). Terms of ``focus`` (the user's own words when
+    ``question`` is a rewritten follow-up) weigh ``focus_weight`` times more. Headings, table-of-contents
+    lines and text addressed to the assistant are never evidence (:func:`is_furniture`,
+    :func:`is_instruction`). Sentences with no term overlap are dropped; when nothing overlaps, the
+    first usable sentence of the top passage is returned.
     """
     q_terms = set(terms(question))
     candidates: list[tuple[int, int, str, set[str]]] = []
     for p_idx, passage in enumerate(passages):
         for s_idx, sent in enumerate(split_sentences(passage)):
-            if len(CITATION_RE.sub("", sent).strip()) < 2:
+            if len(CITATION_RE.sub("", sent).strip()) < 2 or is_furniture(sent) or is_instruction(sent):
                 continue
             candidates.append((p_idx, s_idx, sent, set(terms(sent))))
     if not candidates:
@@ -75,10 +114,13 @@ def select_evidence(
         # mild length prior: very short fragments ("Yes.") are rarely an answer
         length_factor = min(1.0, 0.5 + len(sent) / 80.0)
         score = overlap * length_factor + rank_weight / (1 + p_idx)
-        scored.append(Evidence(sent, p_idx, round(score, 4), s_idx))
+        s_lang = detect_lang(sent)
+        if lang is not None and s_lang != lang:
+            score *= other_lang_factor
+        scored.append(Evidence(sent, p_idx, round(score, 4), s_idx, round(overlap, 4), s_lang))
     if not scored:
         p_idx, s_idx, sent, _ = candidates[0]
-        return [Evidence(sent, p_idx, 0.0, s_idx)]
+        return [Evidence(sent, p_idx, 0.0, s_idx, 0.0, detect_lang(sent))]
     scored.sort(key=lambda e: (-e.score, e.passage, e.position))
     out: list[Evidence] = []
     per: Counter[int] = Counter()

@@ -23,7 +23,7 @@ import numpy as np
 
 from .chunking import make_doc_id
 from .errors import LoaderError
-from .loaders import load_file, walk
+from .loaders import load_file, parser_version, walk
 from .store.docstore import DocStore, DocumentRecord
 from .types import Chunk, FailedItem, IngestReport
 
@@ -73,6 +73,7 @@ class Ingestor:
         self.tags = sorted(set(tags or []))
         cfg = config
         self.max_bytes = int(cfg.max_file_mb * 2**20)
+        self.pdf_engine = cfg.pdf_engine
         self.show_progress = cfg.show_progress if show_progress is None else show_progress
         if self.show_progress is None:
             self.show_progress = logging.getLogger("kb_assistant").isEnabledFor(logging.INFO)
@@ -95,20 +96,23 @@ class Ingestor:
                     digest = file_hash(path)
                     doc_id = make_doc_id(norm)
                     old = store.get_document(doc_id)
-                    if old is not None and old.content_hash == digest and old.status == "ok":
+                    fresh = old is not None and old.parser == parser_version(old.file_type,
+                                                                             pdf_engine=self.pdf_engine)
+                    if old is not None and old.content_hash == digest and old.status == "ok" and fresh:
                         if old.groups != self.groups or old.tags != self.tags:
                             store.update_labels(doc_id, self.groups, self.tags)
                         report.unchanged.append(shown)
                         continue
                     t0 = time.perf_counter()
-                    docs = load_file(path, max_bytes=self.max_bytes)
+                    docs = load_file(path, max_bytes=self.max_bytes, pdf_engine=self.pdf_engine)
                     chunks = chunker.chunk(docs, doc_id)
                     self.t_parse += time.perf_counter() - t0
                     if not chunks:
                         raise LoaderError("no text to index after chunking")
                     ftype = docs[0].metadata.get("file_type") if docs else None
                     record = DocumentRecord(doc_id, norm, digest, st.st_mtime, st.st_size, ftype,
-                                            groups=list(self.groups), tags=list(self.tags))
+                                            groups=list(self.groups), tags=list(self.tags),
+                                            parser=parser_version(ftype, pdf_engine=self.pdf_engine))
                     out.put(_Parsed(record, chunks, old is not None))
                 except LoaderError as exc:
                     report.failed.append(FailedItem(shown, str(exc)))

@@ -69,6 +69,8 @@ class KnowledgeBase:
         self._engine: QueryEngine | None = None
         self._lock = threading.RLock()
         self._write_depth = 0
+        #: the docstore version the in-memory indexes reflect (None: unknown; see refresh())
+        self._synced: int | None = None
         if self.manifest is not None:
             check_embedder(self.manifest, self.embedder.name)
 
@@ -99,12 +101,53 @@ class KnowledgeBase:
         if self._retriever is None:
             with self._lock:
                 if self._retriever is None:
-                    from .retrieval import Retriever
-
-                    self._retriever = Retriever(self.docstore, self.indexes.dense, self.indexes.sparse,
-                                                self.embedder, self.config.retrieval,
-                                                load_calibration(self.path, self.embedder.name))
+                    self._retriever = self._make_retriever()
         return self._retriever
+
+    def _make_retriever(self) -> Retriever:
+        from .retrieval import Retriever
+
+        return Retriever(self.docstore, self.indexes.dense, self.indexes.sparse, self.embedder,
+                         self.config.retrieval, load_calibration(self.path, self.embedder.name))
+
+    def refresh(self) -> bool:
+        """Follow changes other processes made (``kb ingest`` while ``kb serve`` runs): when the docstore's
+        change counter moved since the indexes were loaded, re-open them from their files (under the shared
+        lock, so never in the middle of a write) and drop the answer cache. One read of the counter when
+        nothing changed; skipped (False) while a writer is busy, so the next call catches up. Returns
+        whether the indexes were re-opened after a change."""
+        if self.docstore.version == self._synced or not self._lock.acquire(blocking=False):
+            return False
+        try:
+            if self._write_depth:
+                return False
+            with open(self.path / ".lock", "a+") as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:  # another process is writing: keep serving what we have
+                    return False
+                try:
+                    changed = self._synced is not None
+                    self._reopen_indexes(eager=True)
+                    return changed
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+    def _reopen_indexes(self, eager: bool = False) -> None:
+        """Replace the in-memory indexes by those on disk (the caller holds the file lock, so the files
+        match the docstore); in-flight searches finish on the old ones."""
+        version = self.docstore.version
+        indexes = Indexes(self.path, self.docstore, lambda: self.dim)
+        if eager:
+            indexes.open()
+        self.indexes = indexes
+        if self._retriever is not None:
+            self._retriever = self._make_retriever()
+        if self._engine is not None:
+            self._engine.clear_cache()
+        self._synced = version
 
     def update_config(self, overrides: dict[str, Any]) -> None:
         """Apply ``{"section": {"key": value}}`` (validated), save ``config.toml`` and rebuild the answer
@@ -148,11 +191,16 @@ class KnowledgeBase:
             with open(self.path / ".lock", "a+") as fh:
                 fcntl.flock(fh, fcntl.LOCK_EX)
                 self._write_depth = 1
+                synced: int | None = None
                 try:
                     if self.manifest is not None:
                         check_embedder(self.manifest, self.embedder.name, self.dim)
+                    if self._synced != self.docstore.version:  # never write indexes older than the docstore
+                        self._reopen_indexes()
                     yield
+                    synced = self.docstore.version
                 finally:
+                    self._synced = synced  # None after a failed write: the next refresh re-opens
                     self._write_depth = 0
                     fcntl.flock(fh, fcntl.LOCK_UN)
 
@@ -171,6 +219,15 @@ class KnowledgeBase:
                                 groups=groups, tags=tags, show_progress=show_progress)
             report = ingestor.run(paths, include=include, exclude=exclude, prune=prune)
             self._save_indexes()
+            if self._gate_is_stale(report.chunks_added + report.chunks_removed):
+                import time
+
+                t0 = time.perf_counter()
+                try:
+                    self.calibrate_gate()
+                except KBError as exc:
+                    logger.warning("unknown gate not refitted: %s", exc)
+                report.timings["gate_s"] = time.perf_counter() - t0
             return report
 
     def _resolve_doc(self, source: str | os.PathLike[str]) -> str | None:
@@ -244,10 +301,17 @@ class KnowledgeBase:
         """The QueryEngine over this knowledge base: its ``search``, ``version`` and ``adapter``, and the
         ``[query]``, ``[generation]`` and ``[safety]`` sections."""
         from .answering import QueryEngine
+        from .gate import Gate
         from .generation import Generator
         from .safety import AuditLog, SafetyFilter
 
         cfg = self.config
+        gate = None
+        if cfg.gate.mode != "threshold" and cfg.gate.fitted:
+            gate = Gate.from_config(cfg.gate.fitted, self.indexes.sparse)
+        if gate is None and cfg.gate.mode == "fitted":
+            logger.warning("%s: [gate] mode = 'fitted' but no gate is fitted (run `kb tune` or "
+                           "kb.calibrate_gate()): using the score threshold", self.path)
         safety = SafetyFilter(cfg.safety) if cfg.safety.enabled else None
         audit = None
         if cfg.query.audit_log:
@@ -261,7 +325,29 @@ class KnowledgeBase:
 
         return QueryEngine(search, lambda: Generator(adapter=adapter, **gen_kw), cfg.query,
                            generation=cfg.generation.decoding(), safety=safety, audit=audit,
-                           version_fn=lambda: self.version)
+                           version_fn=lambda: self.version, gate=gate)
+
+    def calibrate_gate(self, **overrides: Any) -> dict[str, Any]:
+        """Fit this knowledge base's unknown gate on probe questions it generates about itself (no
+        labelled data; :mod:`kb_assistant.gate`) and store it in ``config.toml`` ``[gate] fitted``.
+        ``overrides``: any ``[gate]`` setting for this fit (probes, seed, targets...). Returns the report."""
+        from .gate import fit_gate
+
+        cfg = self.config.gate.replace(**overrides) if overrides else self.config.gate
+        models, report = fit_gate(lambda q, k: self.search(q, k), self.docstore, self.indexes.sparse,
+                                  n_probes=cfg.probes, k=self.config.query.k, seed=cfg.seed,
+                                  features=cfg.features, target_unknown_recall=cfg.target_unknown_recall,
+                                  max_false_unknown=cfg.max_false_unknown)
+        fitted = {"models": {lang: m.to_dict() for lang, m in models.items()}, "report": report}
+        self.update_config({"gate": {**overrides, "fitted": fitted}})
+        return report
+
+    def _gate_is_stale(self, changed_chunks: int) -> bool:
+        cfg = self.config.gate
+        total = self.docstore.counts()["chunks"]
+        if cfg.auto_refit_share is None or cfg.mode == "threshold" or total < cfg.min_chunks:
+            return False
+        return not cfg.fitted or changed_chunks > cfg.auto_refit_share * total
 
     def ask(self, question: str, **params: Any) -> Answer:
         """Answer from the knowledge base, with citations; the fixed "unknown" template (and no generator

@@ -126,16 +126,16 @@ def select_context(question: str, texts: Sequence[str], *, lang: str | None = No
 
     ``focus``: the user's own words when ``question`` is a rewritten follow-up (their terms weigh more).
     """
+    lang = lang or detect_lang(question)
     evidence = select_evidence(question, [strip_citations(t) for t in texts],
-                               max_sentences=evidence_sentences, focus=focus)
+                               max_sentences=evidence_sentences, focus=focus, lang=lang)
     if not evidence:
         return None
     order = sorted({ev.passage for ev in evidence})
     number = {p: i for i, p in enumerate(order, start=1)}
     passages = [" ".join(ev.text for ev in sorted(evidence, key=lambda e: e.position) if ev.passage == p)
                 for p in order]
-    return PromptContext(question, lang or detect_lang(question), evidence, order,
-                         [number[ev.passage] for ev in evidence], passages)
+    return PromptContext(question, lang, evidence, order, [number[ev.passage] for ev in evidence], passages)
 
 
 def render(tokenizer: Any, messages: Sequence[dict[str, str]]) -> str:

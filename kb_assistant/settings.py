@@ -120,8 +120,15 @@ class Settings:
         """Cross-field rules of a subclass (the per-field rules are declared in metadata)."""
 
     @classmethod
+    def normalise(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """Hook: a subclass may derive settings from what a table *sets* (before validation)."""
+        return data
+
+    @classmethod
     def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         """Build from a mapping (a config.toml table); unknown keys fail naming the allowed ones."""
+        if isinstance(data, dict):
+            data = cls.normalise(data)
         if not isinstance(data, dict):
             raise ConfigError(f"[{cls.SECTION or cls.__name__}] must be a table of settings")
         known = [f.name for f in fields(cls) if f.init]  # type: ignore[arg-type]
@@ -176,3 +183,37 @@ def describe(cls: type[Settings]) -> list[dict[str, Any]]:
         out.append({"name": f.name, "type": _type_name(hints.get(f.name, Any)), "default": default,
                     "allowed": allowed, "doc": meta.get("doc", "")})
     return out
+
+
+# ------------------------------------------------------------------ TOML output
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()
+                                if v is not None) + " }"
+    raise ConfigError(f"cannot write {type(value).__name__} value {value!r} to TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+
+
+def dumps_toml(data: dict[str, dict[str, Any]]) -> str:
+    """Write a two-level mapping (sections of scalars/lists/inline tables) as TOML; None values omitted
+    (at any depth: TOML has no null)."""
+    lines: list[str] = []
+    for section, values in data.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if value is not None:
+                lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,6 +23,23 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o22)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once: os.umask can only be read by setting it, which is not thread-safe
+
+
+def _mode_for(target: Path, default: int) -> int:
+    """The existing target's permission bits, else what a plain open()/mkdir() would give."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return default & ~_UMASK
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temp path beside ``target``; on success it replaces ``target`` atomically."""
@@ -34,6 +52,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, _mode_for(target, 0o666))  # not mkstemp's 0600
         os.replace(tmp_path, target)
         _fsync_dir(target.parent)
     finally:
@@ -68,7 +87,9 @@ def atomic_dir(target: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         write(tmp)
+        os.chmod(tmp, _mode_for(target, 0o777))  # not mkdtemp's 0700
         old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)  # left by a crash: os.replace cannot move onto it
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)

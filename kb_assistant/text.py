@@ -24,8 +24,12 @@ from typing import Any
 
 #: Han ideographs (unified, extension A, compatibility)
 HAN_CLASS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-#: every CJK script the product treats as "Chinese-like": Han, kana, hangul, supplementary Han planes
-CJK_CLASS = HAN_CLASS + "\u3040-\u30ff\uac00-\ud7af\U00020000-\U0002ffff"
+#: Han ideographs (all planes) and Japanese kana: scripts written without spaces between words
+CJK_NO_SPACE = "\u3040-\u30ff" + HAN_CLASS + "\U00020000-\U0002ffff"
+#: Hangul syllables (Korean puts spaces between words)
+HANGUL = "\uac00-\ud7af"
+#: every CJK script the product treats as "Chinese-like"
+CJK_CLASS = CJK_NO_SPACE + HANGUL
 CJK_RE = re.compile(f"[{CJK_CLASS}]")
 HAN_RE = re.compile(f"[{HAN_CLASS}]")
 HAN_RUN_RE = re.compile(f"[{HAN_CLASS}]+")

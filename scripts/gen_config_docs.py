@@ -34,6 +34,9 @@ SECTIONS: list[tuple[str | None, str, str]] = [
     ("generation", "kb_assistant.config:GenerationSection",
      "`[generation]` in `config.toml` (the decoding settings also per call: `kb.ask(q, temperature=0.7)`)"),
     ("safety", "kb_assistant.config:SafetyConfig", "`[safety]` in `config.toml`"),
+    ("gate", "kb_assistant.config:GateConfig",
+     "`[gate]` in `config.toml` (`kb tune`, `kb.calibrate_gate()`)"),
+    ("server", "kb_assistant.config:ServerConfig", "`[server]` in `config.toml`, read by `kb serve`"),
     (None, "kb_assistant.finetune.train:TrainConfig",
      "`kb finetune train` flags / `kb_assistant.finetune.train(..., TrainConfig(...))`"),
     (None, "kb_assistant.finetune.data:DataGenConfig",
@@ -110,12 +113,19 @@ kb = KnowledgeBase("my_kb", config={"retrieval": {"mode": "dense"}, "query": {"k
 ```
 
 Ranges are inclusive (`lo … hi`). `None` in a default means "not set" (settings that are `None` are
-omitted from `config.toml`). The unknown gate uses `[query] unknown_threshold`; calibrate it on your own
-questions (see [Concepts](concepts.md#the-unknown-gate)).
+omitted from `config.toml`). The unknown gate is the knowledge base's own fitted gate (`[gate]`, fitted on
+probe questions it generates about itself, no labelled data needed), or, before one is fitted, the top
+hit's calibrated score against `[query] unknown_threshold` (see [Concepts](concepts.md#the-unknown-gate)).
 """
 
 
 def render() -> str:
+    from kb_assistant.config import KBConfig
+
+    documented = {section for section, _, _ in SECTIONS if section}
+    missing = set(KBConfig.sections()) - documented
+    if missing:
+        raise SystemExit(f"config sections missing from SECTIONS: {', '.join(sorted(missing))}")
     parts = [HEADER]
     for section, spec, where in SECTIONS:
         parts.append(section_markdown(section, spec, where))

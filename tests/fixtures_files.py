@@ -34,10 +34,13 @@ def cjk_font_path() -> str | None:
     return None
 
 
-def _pdf(title: str | None = None, font: str | None = None) -> Any:
+PageFormat = str | tuple[float, float]
+
+
+def _pdf(title: str | None = None, font: str | None = None, page_format: PageFormat = "A4") -> Any:
     from fpdf import FPDF
 
-    pdf = FPDF()
+    pdf = FPDF(format=page_format)
     pdf.set_creation_date(FIXED_DATE)
     if title:
         pdf.set_title(title)
@@ -49,14 +52,26 @@ def _pdf(title: str | None = None, font: str | None = None) -> Any:
 
 
 def make_pdf(path: str | Path, pages: list[str] | None = None, *, title: str | None = None,
-             headings: list[str] | None = None, font: str | None = None) -> Path:
+             headings: list[str] | None = None, font: str | None = None, header: str | None = None,
+             footer: str | None = None, page_format: PageFormat = "A4") -> Path:
     """A text PDF, one page per string; ``headings`` (one per page) become outline entries.
 
     ``font``: path of a TTF/TTC font, needed for non-Latin text (see :func:`cjk_font_path`).
+    ``header`` / ``footer``: running text at the top / bottom of every page; ``{page}`` and ``{pages}``
+    in them are replaced by the page number and count. ``page_format``: "A4", "A5" or (width, height) mm.
     """
     pages = pages if pages is not None else ["Hello from page one.", "Second page text."]
-    pdf = _pdf(title, font)
+    pdf = _pdf(title, font, page_format)
     family = "body" if font else "Helvetica"
+
+    def running(text: str | None, y: float) -> None:
+        if text:
+            pdf.set_y(y)
+            pdf.cell(0, 5, text.format(page=pdf.page_no(), pages=len(pages)), align="C")
+            pdf.set_y(20)
+
+    pdf.header = lambda: running(header, 8)  # fpdf2 calls these on every page
+    pdf.footer = lambda: running(footer, -15)
     for i, text in enumerate(pages):
         pdf.add_page()
         if headings and i < len(headings) and headings[i]:
@@ -70,12 +85,39 @@ def make_pdf(path: str | Path, pages: list[str] | None = None, *, title: str | N
     return path
 
 
-def make_no_text_pdf(path: str | Path) -> Path:
+def make_no_text_pdf(path: str | Path, page_format: PageFormat = "A4") -> Path:
     """A PDF whose only page has a drawn rectangle and no text layer (a 'scanned' page)."""
-    pdf = _pdf()
+    pdf = _pdf(page_format=page_format)
     pdf.add_page()
     pdf.rect(20, 20, 100, 60, style="F")
     path = Path(path)
+    pdf.output(str(path))
+    return path
+
+
+def make_image_pdf(path: str | Path, pages: list[str], *, font: str | None = None, dpi: int = 200,
+                   page_format: PageFormat = "A4") -> Path:
+    """An image-only ('scanned') PDF: ``pages`` typeset as by :func:`make_pdf`, each page rendered to a
+    ``dpi`` bitmap (pypdfium2) and placed as the only content of its page. No text layer."""
+    import pypdfium2 as pdfium
+    from fpdf import FPDF
+
+    path = Path(path)
+    text_pdf = path.with_name(path.stem + ".text.pdf")
+    make_pdf(text_pdf, pages, font=font, page_format=page_format)
+    src = pdfium.PdfDocument(str(text_pdf))
+    try:
+        if len(src) != len(pages):
+            raise ValueError(f"a page of text overflowed ({len(src)} pages for {len(pages)} texts)")
+        images = [src[i].render(scale=dpi / 72).to_pil().convert("L") for i in range(len(src))]
+    finally:
+        src.close()
+        text_pdf.unlink()
+    pdf = FPDF(format=page_format)
+    pdf.set_creation_date(FIXED_DATE)
+    for image in images:
+        pdf.add_page()
+        pdf.image(image, x=0, y=0, w=pdf.w, h=pdf.h)
     pdf.output(str(path))
     return path
 
@@ -98,6 +140,50 @@ def make_encrypted_pdf(path: str | Path, pages: list[str] | None = None, *, user
     return path
 
 
+def make_table_pdf(path: str | Path, rows: list[list[str]], *, font: str | None = None) -> Path:
+    """A one-page PDF with a ruled table (fpdf2 ``table()``); the first row is the header."""
+    pdf = _pdf(None, font)
+    pdf.add_page()
+    pdf.multi_cell(0, 6, "Leave types and days.", new_x="LMARGIN", new_y="NEXT")
+    with pdf.table() as table:
+        for row in rows:
+            cells = table.row()
+            for value in row:
+                cells.cell(value)
+    path = Path(path)
+    pdf.output(str(path))
+    return path
+
+
+def make_headerless_pdf(path: str | Path, text: str = "Recovered by the fallback engine.") -> Path:
+    """A PDF whose ``%PDF-`` header line is missing: PDFium refuses it, pypdf reads it."""
+    path = Path(path)
+    make_pdf(path, [text])
+    data = path.read_bytes()
+    path.write_bytes(data[data.index(b"\n") + 1:])
+    return path
+
+
+def make_pdf_without_eof(path: str | Path, text: str = "Read by PDFium alone.") -> Path:
+    """A PDF without its ``%%EOF`` marker: pypdf refuses it, PDFium reads it."""
+    path = Path(path)
+    make_pdf(path, [text])
+    path.write_bytes(path.read_bytes().replace(b"%%EOF", b""))
+    return path
+
+
+def make_damaged_page_pdf(path: str | Path, pages: list[str]) -> Path:
+    """A PDF whose last page has its content stream zeroed out (the other pages intact)."""
+    import re
+
+    path = Path(path)
+    make_pdf(path, pages)
+    data = path.read_bytes()
+    last = list(re.finditer(rb"stream\n(.*?)\nendstream", data, re.S))[-1]
+    path.write_bytes(data[:last.start(1)] + b"\0" * len(last.group(1)) + data[last.end(1):])
+    return path
+
+
 def make_corrupt_pdf(path: str | Path) -> Path:
     path = Path(path)
     path.write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >>\nthis is not a pdf body\n%%EOF")
@@ -106,7 +192,8 @@ def make_corrupt_pdf(path: str | Path) -> Path:
 
 def make_docx(path: str | Path, blocks: list[tuple[str, Any]] | None = None, *,
               title: str | None = None) -> Path:
-    """``blocks``: ("h1"|"h2"|"h3", text), ("p", text) or ("table", [[header...], [row...], ...])."""
+    """``blocks``: ("h1"|"h2"|"h3", text), ("p", text) or ("table", [[header...], [row...], ...]);
+    a table can also be ``{"rows": [...], "merge": [((r1, c1), (r2, c2)), ...]}`` (cells merged)."""
     import docx
 
     blocks = blocks if blocks is not None else [("h1", "Intro"), ("p", "Hello DOCX world.")]
@@ -120,10 +207,13 @@ def make_docx(path: str | Path, blocks: list[tuple[str, Any]] | None = None, *,
         elif kind == "p":
             document.add_paragraph(value)
         elif kind == "table":
-            table = document.add_table(rows=len(value), cols=len(value[0]))
-            for r, row in enumerate(value):
+            rows, merges = (value["rows"], value.get("merge", [])) if isinstance(value, dict) else (value, [])
+            table = document.add_table(rows=len(rows), cols=len(rows[0]))
+            for r, row in enumerate(rows):
                 for c, cell in enumerate(row):
                     table.cell(r, c).text = str(cell)
+            for (r1, c1), (r2, c2) in merges:
+                table.cell(r1, c1).merge(table.cell(r2, c2))
         else:
             raise ValueError(f"unknown block kind {kind!r}")
     path = Path(path)

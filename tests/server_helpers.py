@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +63,39 @@ class BlockingGenerator:
         self._wait()
         for word in self.TEXT.split(" "):
             yield word + " "
+
+
+class EndlessGenerator:
+    """A stand-in generator whose first ``endless`` streams never end by themselves (a word every
+    ``delay`` s, all of them supported by the VPN document, no sentence end); it records each stream
+    that was closed. Later calls answer at once, like :class:`BlockingGenerator` released."""
+
+    TEXT = BlockingGenerator.TEXT
+    LOOP = ("The", "VPN", "server", "is", "vpn.acme.example", "on", "port", "1194", "and")
+
+    def __init__(self, endless: int = 1, delay: float = 0.02) -> None:
+        self.endless, self.delay = endless, delay
+        self.calls = 0
+        self.closed = 0
+        self.started = threading.Semaphore(0)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
+
+    def generate(self, messages: Any, config: Any = None) -> str:
+        self.calls += 1
+        return self.TEXT
+
+    def stream(self, messages: Any, config: Any = None) -> Any:
+        self.calls += 1
+        if self.calls > self.endless:
+            yield from (word + " " for word in self.TEXT.split(" "))
+            return
+        self.started.release()
+        try:
+            while True:
+                for word in self.LOOP:
+                    time.sleep(self.delay)
+                    yield word + " "
+        finally:
+            self.closed += 1

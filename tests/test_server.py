@@ -192,8 +192,8 @@ def test_upload_search_list_delete(url, tiny_kb):
     r = httpx.post(f"{url}/v1/documents", files=files, timeout=120)
     assert r.status_code == 201, r.text
     assert r.json()["stored"] == ["meeting notes.txt"]
-    stored = tiny_kb.path / "uploads" / "meeting notes.txt"
-    assert stored.is_file()
+    stored = tiny_kb.path / "uploads" / "_public" / "meeting notes.txt"  # no groups: the public folder
+    assert stored.is_file() and r.json()["paths"] == ["uploads/_public/meeting notes.txt"]
     hits = httpx.post(f"{url}/v1/search", json={"query": "where is the quarterly offsite"}).json()["hits"]
     assert hits[0]["file"] == "meeting notes.txt"
     docs = httpx.get(f"{url}/v1/documents").json()["documents"]
@@ -228,14 +228,14 @@ def test_upload_size_limit(url, tiny_kb):
     r = httpx.post(f"{url}/v1/documents", files={"files": ("big.txt", b"word " * 2000)}, timeout=60)
     assert r.status_code == 413
     assert "upload limit" in r.json()["error"]["message"]
-    assert not (tiny_kb.path / "uploads" / "big.txt").exists()
-    assert not [p for p in (tiny_kb.path / "uploads").iterdir() if p.name.startswith(".upload-")]
+    assert not list((tiny_kb.path / "uploads").rglob("big.txt"))
+    assert not [p for p in (tiny_kb.path / "uploads").rglob("*") if p.is_file() and "big" in p.name]
 
 
 def test_upload_of_unreadable_file_is_422_and_not_kept(url, tiny_kb):
     r = httpx.post(f"{url}/v1/documents", files={"files": ("broken.pdf", b"not a pdf at all")}, timeout=60)
     assert r.status_code == 422, r.text
-    assert not (tiny_kb.path / "uploads" / "broken.pdf").exists()
+    assert not list((tiny_kb.path / "uploads").rglob("broken.pdf"))
 
 
 # ------------------------------------------------------------------ queue and health

@@ -30,12 +30,15 @@ class Answer:
     query: str = ""
     support: float = 0.0
     cached: bool = False
+    #: the unknown gate's confidence that the hits answer the question (a probability when the knowledge
+    #: base's fitted gate decided, else the top hit's calibrated score)
+    confidence: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "text": self.text, "unknown": self.unknown, "mode": self.mode, "lang": self.lang,
             "supported": self.supported, "support": round(self.support, 3), "question": self.question,
-            "query": self.query, "cached": self.cached,
+            "query": self.query, "cached": self.cached, "confidence": round(self.confidence, 4),
             "sources": [h.to_dict() for h in self.sources],
             "citations": {str(n): {"source": h.source, "page": h.page, "chunk_id": h.chunk_id}
                           for n, h in self.citations.items()},
@@ -60,6 +63,7 @@ class Prepared:
         self.messages: list[dict[str, str]] = []
         self.gen_config: GenerationConfig | None = None
         self.cache_key: tuple[Any, ...] | None = None
+        self.confidence = 0.0
 
 
 class Steps(Protocol):

@@ -39,6 +39,7 @@ from ..types import Hit
 from .answer import Answer, Prepared, ms
 
 if TYPE_CHECKING:
+    from ..gate import Gate
     from .chat import ChatSession
     from .streaming import StreamingAnswer
 
@@ -47,6 +48,8 @@ logger = logging.getLogger(__name__)
 SearchFn = Callable[..., list[Hit]]
 _GEN_FIELDS = {f.name for f in fields(GenerationConfig) if f.init}
 _QUERY_PARAMS = {"k", "groups", "answer_mode", "kb_version", "use_cache"}
+#: the label of an extractive answer quoting text in another language than the question's
+QUOTE_MARK = {"en": "(quoted from a Chinese document) ", "zh": "（引自英文文档）"}
 
 
 def _normalise(question: str) -> str:
@@ -64,13 +67,14 @@ class QueryEngine:
     def __init__(self, search_fn: SearchFn, generator_factory: Callable[[], Any] | None = None,
                  config: QueryConfig | None = None, *, safety: SafetyFilter | None = None,
                  audit: AuditLog | None = None, version_fn: Callable[[], Any] | None = None,
-                 generation: dict[str, Any] | None = None) -> None:
+                 generation: dict[str, Any] | None = None, gate: Gate | None = None) -> None:
         self.search_fn = search_fn
         self.generator_factory = generator_factory
         self.config = config or QueryConfig()
         self.safety = safety
         self.audit = audit
         self.version_fn = version_fn
+        self.gate = gate
         self.generation = dict(generation or {})
         GenerationConfig.from_dict(self.generation)  # fail now on a bad value
         self._generator: Any = None
@@ -101,6 +105,8 @@ class QueryEngine:
 
     def _finish(self, prep: Prepared, answer: Answer) -> Answer:
         answer.timings = {**prep.timings, **answer.timings, "total": ms(prep.t0)}
+        if not answer.cached and not answer.confidence:
+            answer.confidence = prep.confidence
         if self.safety is not None and answer.mode in ("generated", "extractive") and not answer.cached:
             answer.text = self.safety.clean_answer(answer.text)
         if prep.cache_key is not None and self.config.cache_size and answer.mode != "refused" \
@@ -165,12 +171,13 @@ class QueryEngine:
         t = time.perf_counter()
         hits = list(self.search_fn(query, k, groups=groups))
         prep.timings["retrieve"] = ms(t)
-        top = max((h.score for h in hits), default=None)
-        if top is None or top < cfg.unknown_threshold:
-            logger.info("unknown gate: top score %s < %.3f", top, cfg.unknown_threshold)
+        ok, confidence = self._gate(query, hits)
+        if not ok:
             prep.answer = Answer(unknown_text(lang, cfg.unknown_text), unknown=True, sources=hits,
-                                 mode="unknown", lang=lang, question=question, query=query)
+                                 mode="unknown", lang=lang, question=question, query=query,
+                                 confidence=confidence)
             return prep
+        prep.confidence = confidence
         ctx = select_context(query, [h.text for h in hits], lang=lang,
                              evidence_sentences=cfg.evidence_sentences,
                              focus=question if query != question else None)
@@ -188,17 +195,35 @@ class QueryEngine:
         prep.timings["prepare"] = ms(t0) - prep.timings["retrieve"]
         return prep
 
+    def _gate(self, query: str, hits: list[Hit]) -> tuple[bool, float]:
+        """The unknown gate: the knowledge base's fitted gate when it has one, else the top hit's
+        calibrated score against ``unknown_threshold``. Returns (answer?, confidence)."""
+        if self.gate is not None:
+            ok, p, feats = self.gate.decide(query, hits)
+            if not ok:
+                logger.info("unknown gate: P(answerable) %.3f below the fitted threshold (%s)", p,
+                            {k: round(v, 2) for k, v in feats.items()})
+            return ok, p
+        top = max((h.score for h in hits), default=None)
+        if top is None or top < self.config.unknown_threshold:
+            logger.info("unknown gate: top score %s < %.3f", top, self.config.unknown_threshold)
+            return False, float(top or 0.0)
+        return True, float(top)
+
     def _extractive(self, prep: Prepared, support: float = 0.0) -> Answer:
         """The best ``extractive_sentences`` evidence sentences, each followed by its passage's [n]
         (sentences of one passage keep their document order and share one marker)."""
         picks: list[int] = []
         seen: list[set[str]] = []
+        best = max((ev.overlap for ev in prep.evidence), default=0.0)
         for i, ev in enumerate(prep.evidence):
             if len(picks) >= self.config.extractive_sentences:
                 break
             ev_terms = set(terms(ev.text))
             if picks and any(ev_terms <= other for other in seen):
                 continue  # adds nothing to a sentence already picked
+            if picks and ev.overlap < self.config.extractive_min_overlap * best:
+                continue  # does not answer the question as the best one does
             picks.append(i)
             seen.append(ev_terms)
         groups: dict[int, list[int]] = {}
@@ -210,7 +235,11 @@ class QueryEngine:
             body = sep.join(prep.evidence[i].text.strip() for i in sorted(
                 members, key=lambda i: prep.evidence[i].position))
             parts.append(f"{body}{sep}[{n}]")
-        return Answer(sep.join(parts), unknown=False, sources=prep.sources,
+        text = sep.join(parts)
+        quoted = {prep.evidence[i].lang for i in picks}
+        if prep.lang not in quoted and quoted:  # a quote in another language says so, in the asker's
+            text = f"{QUOTE_MARK.get(prep.lang, QUOTE_MARK['en'])}{text}"
+        return Answer(text, unknown=False, sources=prep.sources,
                       citations={n: prep.sources[n - 1] for n in groups}, mode="extractive",
                       lang=prep.lang, supported=True, question=prep.question, query=prep.query,
                       support=support)

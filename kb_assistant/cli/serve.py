@@ -15,9 +15,17 @@ def setup(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--api-keys", metavar="FILE",
                         help='JSON file mapping API key -> list of ACL groups, e.g. {"s3cret-key": ["hr"]}')
-    parser.add_argument("--max-upload-mb", type=float, default=20.0, help="upload size limit per file")
-    parser.add_argument("--queue", type=int, default=32, metavar="N",
-                        help="answers that may wait for the generator before the server answers 503")
+    parser.add_argument("--max-upload-mb", type=float, default=None,
+                        help="upload size limit per file (default: [server] max_upload_mb, 20)")
+    parser.add_argument("--queue", type=int, default=None, metavar="N",
+                        help="answers that may wait for the generator before the server answers 503 "
+                             "(default: [server] queue_size, 32)")
+    parser.add_argument("--request-timeout", type=float, default=None, metavar="S",
+                        help="an answer still waiting or generating after S seconds is stopped "
+                             "(default: [server] request_timeout_s, 120)")
+    parser.add_argument("--rate-limit", type=float, default=None, metavar="N",
+                        help="requests per minute per API key (per client without keys), 0: off "
+                             "(default: [server] rate_limit_per_minute, 600)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,9 +37,11 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= args.port <= 65535:
         raise ConfigError(f"--port must be in 1..65535; got {args.port}")
     check_bind(args.host, args.api_keys)  # fail before the knowledge base and models load
+    overrides = {"max_upload_mb": args.max_upload_mb, "queue_size": args.queue,
+                 "request_timeout_s": args.request_timeout, "rate_limit_per_minute": args.rate_limit}
     serve(args.kb, host=args.host, port=args.port, api_keys=args.api_keys,
           log_level="debug" if args.verbose > 1 else "info",
-          max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_waiting=args.queue)
+          config={k: v for k, v in overrides.items() if v is not None})
     return EXIT_OK
 
 

@@ -81,21 +81,41 @@ def _is_heading(para: Any) -> bool:
         return False
 
 
-def _table_text(table: Any) -> str:
-    rows: list[list[str]] = []
+def _table_text(table: Any, depth: int = 0) -> str:
+    """One line per row, ``"Header: value; ..."`` like a sheet, aligned on the table's grid columns.
+
+    A header cell merged across columns names each of them; a body cell merged across columns counts
+    once; a row that is one merged cell (a label across the table) stays plain text; a cell merged
+    down repeats its value in each row (each row stands alone); nested tables are read inline.
+    """
+    rows: list[list[tuple[Any, str]]] = []
     for row in table.rows:
-        cells: list[str] = []
-        previous = None
-        for cell in row.cells:
-            if cell._tc is previous:  # merged cells repeat the same element
-                continue
-            previous = cell._tc
-            cells.append(" ".join(cell.text.split()))
-        if any(cells):
+        cells = [(cell._tc, _cell_text(cell, depth)) for cell in row.cells]
+        if any(text for _, text in cells):
             rows.append(cells)
     if not rows:
         return ""
-    header, body = rows[0], rows[1:]
-    if not body:
-        return " | ".join(header)
-    return "\n".join(render_row(header, r) for r in body)
+    header = [text for _, text in rows[0]]
+    if len(rows) == 1:
+        return " | ".join(_dedupe(rows[0]))
+    lines = []
+    for cells in rows[1:]:
+        values = _dedupe(cells)
+        if len(values) == 1 and len(cells) > 1:  # one cell across the whole row
+            lines.append(values[0])
+            continue
+        keep = [i for i, (tc, _) in enumerate(cells) if i == 0 or tc is not cells[i - 1][0]]
+        lines.append(render_row([header[i] for i in keep], [cells[i][1] for i in keep]))
+    return "\n".join(lines)
+
+
+def _dedupe(cells: list[tuple[Any, str]]) -> list[str]:
+    """The texts of a row's distinct cells (python-docx repeats a merged cell for each grid column)."""
+    return [text for i, (tc, text) in enumerate(cells) if (i == 0 or tc is not cells[i - 1][0]) and text]
+
+
+def _cell_text(cell: Any, depth: int) -> str:
+    parts = [" ".join(cell.text.split())]
+    if depth < 3:
+        parts += [_table_text(inner, depth + 1).replace("\n", "; ") for inner in cell.tables]
+    return " ".join(p for p in parts if p)

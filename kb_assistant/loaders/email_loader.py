@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kb_assistant.errors import CorruptFile
 from kb_assistant.loaders.base import finish, make_document, one_line
+from kb_assistant.loaders.cleanup import normalize_cjk
 from kb_assistant.loaders.html_loader import html_to_text
 from kb_assistant.types import Document
 
@@ -29,7 +30,7 @@ def load_eml(path: Path) -> list[Document]:
     subject = _header(msg, "Subject")
     lines = [f"Subject: {subject}"] if subject else []
     lines += [f"{h}: {_header(msg, h)}" for h in _HEADERS if _header(msg, h)]
-    body = _body(msg)
+    body = normalize_cjk(_body(msg))  # hard-wrapped Chinese mail: lines rejoined
     attachments = _attachment_names(msg)
     parts = ["\n".join(lines), body]
     if attachments:

@@ -13,7 +13,7 @@ from kb_assistant.types import Document
 
 logger = logging.getLogger(__name__)
 
-LoaderFn = Callable[[Path], list[Document]]
+LoaderFn = Callable[..., list[Document]]
 
 #: suffix -> format name
 SUFFIXES: dict[str, str] = {
@@ -56,6 +56,20 @@ def _loaders() -> dict[str, LoaderFn]:
         "jsonl": json_loader.load_jsonl,
         "eml": email_loader.load_eml,
     }
+
+
+#: bump a format's number when its loader's output changes for the same file: an ingest then re-parses
+#: files that an older loader produced instead of skipping them as unchanged
+LOADER_VERSIONS: dict[str, int] = {"pdf": 2, "docx": 2, "txt": 2, "md": 2, "eml": 2}
+
+
+def parser_version(file_type: str | None, *, pdf_engine: str = "auto") -> str:
+    """Identity of the parser that turns a file of this type into text, e.g. ``"pdf/2/auto"``.
+
+    Stored per document in the docstore; a different value on re-ingest means "parse again".
+    """
+    version = f"{file_type}/{LOADER_VERSIONS.get(file_type or '', 1)}"
+    return f"{version}/{pdf_engine}" if file_type == "pdf" else version
 
 
 def supported_suffixes() -> set[str]:
@@ -106,8 +120,12 @@ def detect_format(path: Path, head: bytes) -> str:
     raise UnsupportedFormat(f"unsupported file type '{suffix or path.name}' (supported: {supported})")
 
 
-def load_file(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[Document]:
-    """Load one file into Documents; raises a :class:`LoaderError` subclass with a one-line reason."""
+def load_file(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
+              pdf_engine: str = "auto") -> list[Document]:
+    """Load one file into Documents; raises a :class:`LoaderError` subclass with a one-line reason.
+
+    ``pdf_engine``: "auto" (PDFium, pypdf where PDFium fails), "pdfium" or "pypdf" (``[ingest] pdf_engine``).
+    """
     path = Path(path)
     try:
         if path.is_dir():
@@ -125,8 +143,9 @@ def load_file(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES) -> list[D
         raise LoaderError(f"cannot read the file ({one_line(exc)})") from None
     fmt = detect_format(path, head)
     loader = _loaders()[fmt]
+    options = {"engine": pdf_engine} if fmt == "pdf" else {}
     try:
-        docs = loader(path)
+        docs = loader(path, **options)
     except LoaderError:
         raise
     except MemoryError:

@@ -1,4 +1,5 @@
-"""Plain text and Markdown loaders (any common encoding; Markdown split by headings)."""
+"""Plain text and Markdown loaders (any common encoding; Markdown split by headings; hard-wrapped CJK lines
+rejoined)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 from pathlib import Path
 
 from kb_assistant.loaders.base import finish, make_document
+from kb_assistant.loaders.cleanup import full_line_width, normalize_cjk
 from kb_assistant.loaders.encoding import decode_bytes
 from kb_assistant.types import Document
 
@@ -16,12 +18,13 @@ _SETEXT_RE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 
 def load_txt(path: Path) -> list[Document]:
     text, encoding = decode_bytes(path.read_bytes(), path.suffix.lower() or ".txt")
-    return finish([make_document(text, "txt", encoding=encoding)], "text file has no text")
+    return finish([make_document(normalize_cjk(text), "txt", encoding=encoding)], "text file has no text")
 
 
 def load_markdown(path: Path) -> list[Document]:
     text, encoding = decode_bytes(path.read_bytes(), path.suffix.lower() or ".md")
     sections = split_markdown(text)
+    width = full_line_width(text.splitlines())  # of the whole file: one section is too short to tell
     title = next((h for level, h, _ in sections if level == 1), None)
     docs = []
     pending = ""
@@ -29,10 +32,11 @@ def load_markdown(path: Path) -> list[Document]:
         if heading is not None and not body.partition("\n")[2].strip():
             pending += body + "\n\n"  # a heading directly followed by another: carry it forward
             continue
-        docs.append(make_document(pending + body, "md", title=title, heading=heading, encoding=encoding))
+        docs.append(make_document(normalize_cjk(pending + body, width), "md", title=title, heading=heading,
+                                  encoding=encoding))
         pending = ""
     if pending:
-        docs.append(make_document(pending, "md", title=title, encoding=encoding))
+        docs.append(make_document(normalize_cjk(pending, width), "md", title=title, encoding=encoding))
     return finish(docs, "Markdown file has no text")
 
 

@@ -1,7 +1,8 @@
-"""Shared pieces of the REST server: API keys -> ACL groups, the generation queue, answer/hit JSON.
+"""Shared pieces of the REST server: API keys -> ACL groups, answer/hit JSON, paths as clients see them,
+error bodies and statuses.
 
-Kept free of route definitions so ``app.py`` (native API) and ``openai_api.py`` (OpenAI-compatible
-API) share one notion of caller, queue and answer payload.
+Kept free of route definitions so ``app.py`` (native API), ``openai_api.py`` (OpenAI-compatible API),
+``uploads.py`` and ``guard.py`` share one notion of caller, payload, path and error.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hmac
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +20,14 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from ..errors import AccessDenied, ConfigError
-from .gate import QueueFull
+from .gate import GenerationTimeout, QueueFull
+from .limits import RequestTooLarge
 
 logger = logging.getLogger(__name__)
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+#: uploaded files live under ``<kb>/uploads/<owner>/`` (see :mod:`kb_assistant.server.uploads`)
+UPLOAD_DIR = "uploads"
 
 
 # -- API keys ------------------------------------------------------------------------------------------
@@ -106,10 +111,58 @@ Caller = Annotated[list[str] | None, Depends(caller_groups)]
 
 
 # -- payloads ---------------------------------------------------------------------------------------------
-def hit_json(hit: Any, n: int | None = None) -> dict[str, Any]:
-    """A hit for clients: the KB's Hit fields plus ``file`` (base name) and, in answers, its number."""
+class PathView:
+    """Document paths as API clients see them, never absolute: uploads relative to the knowledge base
+    (``uploads/hr/plan.txt``), other files relative to the deepest folder holding every ingested file
+    (``policies/vpn.md``). That folder is recomputed when the docstore changes."""
+
+    def __init__(self, kb: Any) -> None:
+        self.kb = kb
+        kb_path = getattr(kb, "path", None)
+        self.uploads = os.path.realpath(os.path.join(kb_path, UPLOAD_DIR)) if kb_path else None
+        self._lock = threading.Lock()
+        self._version: Any = object()
+        self._root: str | None = None
+
+    def is_upload(self, path: str) -> bool:
+        return self.uploads is not None and path.startswith(self.uploads + os.sep)
+
+    def root(self) -> str | None:
+        version = getattr(self.kb, "version", None)
+        with self._lock:
+            if version != self._version:
+                docs = self.kb.documents() if hasattr(self.kb, "documents") else []
+                folders = [os.path.dirname(str(d.get("path", ""))) for d in docs]
+                folders = [f for f in folders if f and not self.is_upload(f + os.sep)]
+                self._root = os.path.commonpath(folders) if folders else None
+                self._version = version
+            return self._root
+
+    def show(self, path: Any) -> str:
+        text = str(path or "")
+        if not os.path.isabs(text):
+            return text
+        if self.is_upload(text):
+            return UPLOAD_DIR + "/" + Path(os.path.relpath(text, self.uploads)).as_posix()
+        root = self.root()
+        if root and (text + os.sep).startswith(root.rstrip(os.sep) + os.sep):
+            return Path(os.path.relpath(text, root)).as_posix()
+        return os.path.basename(text)
+
+    def scrub(self, message: str, paths: Iterable[str]) -> str:
+        """``message`` with each of ``paths`` shown as a client sees it."""
+        for path in sorted(set(paths), key=len, reverse=True):
+            message = message.replace(path, self.show(path))
+        return message
+
+
+def hit_json(hit: Any, n: int | None = None, paths: PathView | None = None) -> dict[str, Any]:
+    """A hit for clients: the KB's Hit fields (``source`` as :class:`PathView` shows it) plus ``file``
+    (base name) and, in answers, its number."""
     data = hit.to_dict() if hasattr(hit, "to_dict") else dict(hit)
     data["file"] = os.path.basename(str(data.get("source", "")))
+    if paths is not None:
+        data["source"] = paths.show(data.get("source"))
     data["score"] = round(float(data.get("score", 0.0)), 4)
     if n is not None:
         data["n"] = n
@@ -131,10 +184,10 @@ class AnswerPayload:
     supported: bool = True
 
     @classmethod
-    def of(cls, answer: Any, fallback_text: str = "") -> AnswerPayload:
+    def of(cls, answer: Any, fallback_text: str = "", paths: PathView | None = None) -> AnswerPayload:
         if answer is None:  # a stream that ended without a final Answer
             return cls(text=fallback_text, unknown=False, mode="generated")
-        sources = [hit_json(h, n) for n, h in enumerate(getattr(answer, "sources", []) or [], start=1)]
+        sources = [hit_json(h, n, paths) for n, h in enumerate(getattr(answer, "sources", []) or [], start=1)]
         citations = sorted(int(n) for n in (getattr(answer, "citations", None) or {}))
         timings = {k: round(float(v), 1) for k, v in (getattr(answer, "timings", None) or {}).items()}
         return cls(text=str(answer.text), unknown=bool(answer.unknown), mode=str(getattr(answer, "mode", "")),
@@ -172,8 +225,24 @@ def error_status(exc: BaseException) -> int:
     """The HTTP status of an exception raised while answering a request."""
     if isinstance(exc, QueueFull):
         return 503
+    if isinstance(exc, GenerationTimeout):
+        return 504
+    if isinstance(exc, RequestTooLarge):
+        return 413
     if isinstance(exc, AccessDenied):
         return 401 if str(exc).startswith(("missing API key", "invalid API key")) else 403
     if isinstance(exc, ConfigError):
         return 400
     return 500
+
+
+_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error", 413: "invalid_request_error", 421: "invalid_request_error",
+                429: "rate_limit_error", 503: "server_busy", 504: "timeout"}
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    """The JSON body of an error: ``detail`` for FastAPI-style clients, ``error`` for OpenAI clients
+    (they read ``error.message``)."""
+    return {"detail": message, "error": {"message": message, "type": _ERROR_TYPES.get(status, "server_error"),
+                                         "code": status}}

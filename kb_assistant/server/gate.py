@@ -5,18 +5,23 @@ answered extractively never wait behind a generation. The gate wraps the generat
 base's query engine creates (``QueryEngine.generator_factory``); a knowledge-base object without a
 query engine is gated per request instead. Waiting happens in worker threads, so the event loop (and
 ``/healthz``, ``/v1/search``) stays free while the model runs.
+
+Every answer has a deadline (``[server] request_timeout_s`` after it arrived, set by :class:`Answerer`
+in the worker thread): waiting past it is a 503; a generation still running at it is stopped (its
+stream is closed, which stops the model at its next token) and the slot freed before the 504 goes out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import contextvars
 import logging
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -31,6 +36,61 @@ class QueueFull(KBError):
     """Too many generation requests are waiting (served as HTTP 503)."""
 
 
+class GenerationTimeout(KBError):
+    """A generation ran past the request timeout and was stopped (served as HTTP 504)."""
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """When the current request must be done (``time.monotonic()``), and the timeout it came from."""
+
+    at: float
+    timeout_s: float
+
+    @classmethod
+    def after(cls, timeout_s: float) -> Deadline:
+        return cls(time.monotonic() + timeout_s, timeout_s)
+
+    def passed(self) -> bool:
+        return time.monotonic() > self.at
+
+    def error(self, started: float) -> GenerationTimeout:
+        return GenerationTimeout(
+            f"generation stopped after {time.monotonic() - started:.1f} s: the request timeout is "
+            f"{self.timeout_s:g} s (raise [server] request_timeout_s in <kb>/config.toml or kb serve "
+            f"--request-timeout)")
+
+
+_DEADLINE: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("kb_deadline", default=None)
+
+
+@contextlib.contextmanager
+def request_deadline(deadline: Deadline | None) -> Iterator[None]:
+    """Run the block (in a worker thread) under ``deadline``; the gate and the gated generator read it."""
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def stop_at_deadline(pieces: Iterator[str], deadline: Deadline | None, gate: GenerationGate,
+                     ) -> Iterator[str]:
+    """Yield ``pieces`` until ``deadline``; past it, close them (stopping the model) and raise
+    :class:`GenerationTimeout`."""
+    started = time.monotonic()
+    try:
+        for piece in pieces:
+            if deadline is not None and deadline.passed():
+                gate.note_timeout()
+                raise deadline.error(started)
+            yield piece
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()
+
+
 class GenerationGate:
     """At most ``concurrency`` generations at a time; at most ``max_waiting`` callers wait for a slot, in
     arrival order (one more -> :class:`QueueFull`), each for at most ``timeout`` seconds. Thread-safe."""
@@ -43,7 +103,8 @@ class GenerationGate:
         self.concurrency, self.max_waiting, self.timeout = concurrency, max_waiting, timeout
         self._cond = threading.Condition()
         self._line: deque[object] = deque()
-        self.running = self.served = self.rejected = 0
+        self.running = self.served = self.rejected = self.timed_out = 0
+        self.longest_hold_s = 0.0
 
     @property
     def waiting(self) -> int:
@@ -61,7 +122,8 @@ class GenerationGate:
                                 "retry later")
 
     @contextlib.contextmanager
-    def slot(self) -> Iterator[None]:
+    def slot(self, deadline: Deadline | None = None) -> Iterator[None]:
+        """Hold one generation slot; wait in line at most ``timeout`` s (and not past ``deadline``)."""
         ticket = object()
         with self._cond:
             if self._full():
@@ -69,31 +131,41 @@ class GenerationGate:
                 raise QueueFull(f"server busy: {self.running} generating, {self.waiting} waiting; "
                                 "retry later")
             self._line.append(ticket)
-            deadline = time.monotonic() + self.timeout
+            start = time.monotonic()
+            until = start + self.timeout
+            if deadline is not None:
+                until = min(until, deadline.at)
             while not (self._line[0] is ticket and self.running < self.concurrency):
-                remaining = deadline - time.monotonic()
+                remaining = until - time.monotonic()
                 if remaining <= 0:
                     self._line.remove(ticket)
                     self.rejected += 1
                     self._cond.notify_all()
-                    raise QueueFull(f"server busy: waited {self.timeout:.0f} s for the generator; "
-                                    "retry later")
+                    raise QueueFull(f"server busy: waited {time.monotonic() - start:.0f} s for the generator "
+                                    "(the request timeout, [server] request_timeout_s); retry later")
                 self._cond.wait(remaining)
             self._line.popleft()
             self.running += 1
             self._cond.notify_all()  # with concurrency > 1 the next in line may start too
+        held = time.monotonic()
         try:
             yield
         finally:
             with self._cond:
                 self.running -= 1
                 self.served += 1
+                self.longest_hold_s = max(self.longest_hold_s, time.monotonic() - held)
                 self._cond.notify_all()
 
-    def stats(self) -> dict[str, int]:
+    def note_timeout(self) -> None:
+        with self._cond:
+            self.timed_out += 1
+
+    def stats(self) -> dict[str, Any]:
         with self._cond:
             return {"running": self.running, "waiting": len(self._line), "max_waiting": self.max_waiting,
-                    "concurrency": self.concurrency, "served": self.served, "rejected": self.rejected}
+                    "concurrency": self.concurrency, "served": self.served, "rejected": self.rejected,
+                    "timed_out": self.timed_out, "longest_hold_s": round(self.longest_hold_s, 3)}
 
 
 class GatedGenerator:
@@ -106,12 +178,14 @@ class GatedGenerator:
         return getattr(self.inner, name)
 
     def generate(self, messages: list[dict[str, str]], config: Any = None) -> Any:
-        with self.gate.slot():
+        """Not stoppable (beam search): the deadline bounds only the wait for the slot."""
+        with self.gate.slot(_DEADLINE.get()):
             return self.inner.generate(messages, config)
 
     def stream(self, messages: list[dict[str, str]], config: Any = None) -> Iterator[str]:
-        with self.gate.slot():
-            yield from self.inner.stream(messages, config)
+        deadline = _DEADLINE.get()
+        with self.gate.slot(deadline):
+            yield from stop_at_deadline(iter(self.inner.stream(messages, config)), deadline, self.gate)
 
 
 def install_gate(kb: Any, gate: GenerationGate) -> bool:
@@ -146,9 +220,10 @@ class _RequestGated:
         self.make, self.gate, self.stream = make, gate, None
 
     def __iter__(self) -> Iterator[str]:
-        with self.gate.slot():
+        deadline = _DEADLINE.get()
+        with self.gate.slot(deadline):
             self.stream = self.make()
-            yield from self.stream
+            yield from stop_at_deadline(iter(self.stream), deadline, self.gate)
 
     @property
     def answer(self) -> Any:
@@ -163,27 +238,31 @@ class Answerer:
         self.per_request = not install_gate(kb, gate)
         self.limiter = anyio.CapacityLimiter(worker_threads)
 
-    async def ask(self, question: str, params: dict[str, Any]) -> Any:
-        call = functools.partial(self.kb.ask, question, **params)
-        if self.per_request:
-            def call() -> Any:
-                with self.gate.slot():
-                    return self.kb.ask(question, **params)
+    async def ask(self, question: str, params: dict[str, Any], deadline: Deadline | None = None) -> Any:
+        def call() -> Any:
+            with request_deadline(deadline):
+                if self.per_request:
+                    with self.gate.slot(deadline):
+                        return self.kb.ask(question, **params)
+                return self.kb.ask(question, **params)
+
         return await anyio.to_thread.run_sync(call, limiter=self.limiter)
 
-    def stream(self, question: str, params: dict[str, Any]) -> AsyncIterator[tuple[str, Any]]:
+    def stream(self, question: str, params: dict[str, Any], deadline: Deadline | None = None,
+               ) -> AsyncIterator[tuple[str, Any]]:
         def make() -> Any:
             return self.kb.ask_stream(question, **params)
 
         factory = (lambda: _RequestGated(make, self.gate)) if self.per_request else make
-        return iterate_in_thread(factory, self.limiter)
+        return iterate_in_thread(factory, self.limiter, deadline)
 
 
 async def iterate_in_thread(make_stream: Callable[[], Any], limiter: anyio.CapacityLimiter | None = None,
-                            ) -> AsyncIterator[tuple[str, Any]]:
-    """Run ``make_stream()`` and iterate it in a worker thread; yield ("delta", piece) for each piece,
-    then ("done", stream) or ("error", exception). Closing this iterator early (client gone) stops the
-    worker at its next piece and waits for it, so the generator's slot is freed only once it stopped."""
+                            deadline: Deadline | None = None) -> AsyncIterator[tuple[str, Any]]:
+    """Run ``make_stream()`` and iterate it in a worker thread (under ``deadline``); yield ("delta",
+    piece) for each piece, then ("done", stream) or ("error", exception). Closing this iterator early
+    (client gone) stops the worker at its next piece and waits for it, so the generator's slot is freed
+    only once it stopped."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
     stop = threading.Event()
@@ -193,6 +272,10 @@ async def iterate_in_thread(make_stream: Callable[[], Any], limiter: anyio.Capac
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
     def work() -> None:
+        with request_deadline(deadline):
+            produce()
+
+    def produce() -> None:
         try:
             stream = make_stream()
             iterator = iter(stream)

@@ -24,10 +24,12 @@ from .common import (
     AnswerPayload,
     Caller,
     effective_groups,
+    error_body,
     error_status,
     history_query,
     state_of,
 )
+from .gate import Deadline
 
 
 class ContentPart(BaseModel):
@@ -50,7 +52,7 @@ class ChatMessage(BaseModel):
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")  # unknown OpenAI fields (user, seed, ...) are accepted
     model: str | None = None
-    messages: list[ChatMessage] = Field(min_length=1, max_length=200)
+    messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
@@ -63,8 +65,16 @@ class ChatRequest(BaseModel):
     answer_mode: Literal["auto", "generate", "extractive"] | None = None
 
 
-def _question_and_params(req: ChatRequest, groups: list[str] | None) -> tuple[str, dict[str, Any]]:
-    users = [m.text() for m in req.messages if m.role == "user"]
+def _question_and_params(st: Any, req: ChatRequest, groups: list[str] | None) -> tuple[str, dict[str, Any]]:
+    """The question and the ``kb.ask`` parameters of a chat request, after the limits: the last message,
+    the earlier ones (system messages included) together, the small fields and the token budget."""
+    limits = st.limits
+    texts = [m.text() for m in req.messages]
+    limits.question("the last message", texts[-1])
+    limits.conversation(texts[:-1])
+    limits.field("model", req.model)
+    limits.items("groups", req.groups)
+    users = [t for m, t in zip(req.messages, texts, strict=True) if m.role == "user"]
     if not users or not users[-1].strip():
         raise HTTPException(400, "messages must end with a non-empty user message (the question)")
     if req.messages[-1].role != "user":
@@ -73,6 +83,7 @@ def _question_and_params(req: ChatRequest, groups: list[str] | None) -> tuple[st
     params: dict[str, Any] = {"groups": groups}
     if len(users) > 1:
         params["query"] = history_query(question, users[:-1])
+    limits.tokens(st.kb, params.get("query", question))
     if req.answer_mode is not None:
         params["answer_mode"] = req.answer_mode
     if req.temperature is not None:
@@ -105,19 +116,20 @@ def _chunk(cid: str, created: int, model: str, delta: dict[str, Any], finish: st
     return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
 
-async def _stream(st: Any, question: str, params: dict[str, Any], model: str) -> AsyncIterator[str]:
+async def _stream(st: Any, question: str, params: dict[str, Any], model: str, deadline: Deadline,
+                  ) -> AsyncIterator[str]:
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     yield _chunk(cid, created, model, {"role": "assistant", "content": ""})
     text = ""
     try:
-        async for kind, payload in st.answerer.stream(question, params):
+        async for kind, payload in st.answerer.stream(question, params, deadline):
             if kind == "delta":
                 text += payload
                 yield _chunk(cid, created, model, {"content": payload})
             elif kind == "error":
                 raise payload
             else:
-                result = AnswerPayload.of(getattr(payload, "answer", None), fallback_text=text)
+                result = AnswerPayload.of(getattr(payload, "answer", None), text, st.paths)
                 refs = result.references()
                 if refs:
                     yield _chunk(cid, created, model, {"content": refs})
@@ -125,9 +137,8 @@ async def _stream(st: Any, question: str, params: dict[str, Any], model: str) ->
                              **_kb_extra(result))
     except Exception as exc:
         status = error_status(exc)
-        body = {"error": {"message": str(exc), "type": "server_busy" if status == 503 else "server_error",
-                          "code": status}}
-        yield f"data: {json.dumps(body)}\n\n"
+        message = str(exc) if status != 500 else f"internal error: {type(exc).__name__}"
+        yield f"data: {json.dumps({'error': error_body(status, message)['error']})}\n\n"
     yield "data: [DONE]\n\n"
 
 
@@ -143,13 +154,15 @@ def add_openai_routes(app: FastAPI) -> None:
                                caller: Caller,
                                ) -> dict[str, Any] | StreamingResponse:
         st = state_of(request)
-        question, params = _question_and_params(req, effective_groups(caller, req.groups))
+        deadline = st.deadline()
+        question, params = _question_and_params(st, req, effective_groups(caller, req.groups))
         model = req.model or st.model_name
         if req.stream:
             st.queue.check()
-            return StreamingResponse(_stream(st, question, params, model), media_type="text/event-stream",
+            return StreamingResponse(_stream(st, question, params, model, deadline),
+                                     media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        result = AnswerPayload.of(await st.answerer.ask(question, params))
+        result = AnswerPayload.of(await st.answerer.ask(question, params, deadline), paths=st.paths)
         content = result.text + result.references()
         return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
                 "created": int(time.time()), "model": model,

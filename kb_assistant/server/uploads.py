@@ -1,17 +1,31 @@
-"""Document routes of the REST server: upload + ingest (size-limited, path-safe), list, delete.
+"""Document routes of the REST server: upload + ingest (size-limited, path-safe, owned), list, delete.
 
-Uploaded files are stored flat under ``<kb>/uploads/`` with a sanitised base name; a name holding a
-directory part (``..``, ``/``, ``\\``, a drive letter) is rejected, not silently rewritten, so a client
-cannot write outside that folder nor overwrite a file it did not mean to.
+Ownership: an uploaded file is stored under ``<kb>/uploads/<owner>/<name>``, where ``<owner>`` names
+the groups that uploaded it (the API key's groups; for a trusted local caller, the groups it gave the
+document; ``_public`` for none). Same-name uploads of different groups are different files and
+documents; only callers with exactly the owner's groups may replace or delete an upload (403 for
+others), and with API keys nobody may delete through the API what was not uploaded through it.
+
+Failed uploads change nothing: files are written to ``uploads/.staging/`` first (a 413 leaves nothing
+behind), an existing file is kept as a hard link while its replacement is ingested, and put back when
+the replacement fails (422 for an unsupported or corrupt file) — the document keeps its old text.
+
+A name holding a directory part (``..``, ``/``, ``\\``, a drive letter) is rejected, not silently
+rewritten, so a client cannot write outside its folder nor overwrite a file it did not mean to.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import re
+import shutil
+import time
 import unicodedata
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +35,17 @@ from starlette.datastructures import UploadFile
 
 from ..errors import AccessDenied
 from ..storage_utils import atomic_path
-from .common import Caller, state_of
+from .common import UPLOAD_DIR, Caller, PathView, state_of
+from .limits import FIELD_CHARS, MAX_UPLOAD_FILES, Limits
 
 logger = logging.getLogger(__name__)
 
-UPLOAD_DIR = "uploads"
-MAX_FILES = 20
+STAGING_DIR = ".staging"
+PUBLIC_OWNER = "_public"
 MAX_NAME_CHARS = 150
 _UNSAFE_RE = re.compile(r"[^\w.\- ()\[\]+@]", re.UNICODE)
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
-_MULTIPART_SLACK = 64 * 1024
+_GROUP_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$")
 
 
 def safe_filename(raw: str | None) -> str:
@@ -43,6 +58,8 @@ def safe_filename(raw: str | None) -> str:
     name = unicodedata.normalize("NFC", (raw or "").strip())
     if not name:
         raise ValueError("file name is empty")
+    if len(name) > 4 * MAX_NAME_CHARS:
+        raise ValueError(f"file name has {len(name)} characters; the limit is {4 * MAX_NAME_CHARS} (fixed)")
     if "\x00" in name:
         raise ValueError("file name contains a NUL byte")
     if name.startswith(("/", "\\")) or _DRIVE_RE.match(name):
@@ -63,25 +80,135 @@ def safe_filename(raw: str | None) -> str:
     return name
 
 
+def owner_folder(groups: list[str]) -> str:
+    """The folder of uploads owned by ``groups``: ``hr``, ``eng+hr``, ``_public``; group sets whose
+    names are not plain (or too many) get ``g-<hash>``. Distinct group sets never share a folder."""
+    unique = sorted(set(groups))
+    if not unique:
+        return PUBLIC_OWNER
+    if len(unique) <= 4 and all(_GROUP_RE.match(g) for g in unique):
+        return "+".join(unique)
+    return "g-" + hashlib.sha256(json.dumps(unique).encode()).hexdigest()[:16]
+
+
+def uploads_root(kb: Any) -> Path:
+    return Path(os.path.realpath(Path(kb.path) / UPLOAD_DIR))
+
+
+def modify_refusal(doc: dict[str, Any], caller: list[str] | None, root: Path, paths: PathView) -> str | None:
+    """Why ``caller`` may not replace or delete ``doc`` (None: it may). A trusted local caller may."""
+    if caller is None:
+        return None
+    path = Path(str(doc.get("path", "")))
+    shown = paths.show(path)
+    if path.parent.parent != root:
+        return (f"{shown} was not uploaded through the API (or before uploads had owners): "
+                "only the server's owner can delete it (kb delete)")
+    if path.parent.name != owner_folder(caller):
+        return f"{shown} belongs to the group(s) that uploaded it; this API key's groups differ"
+    return None
+
+
+def clean_staging(kb: Any, older_than_s: float = 3600.0) -> None:
+    """Remove what interrupted uploads left in ``uploads/.staging/`` (at server start; files of the last
+    hour are kept: another server process may be using them)."""
+    if getattr(kb, "path", None) is None:
+        return
+    staging = Path(kb.path) / UPLOAD_DIR / STAGING_DIR
+    if not staging.is_dir():
+        return
+    cutoff = time.time() - older_than_s
+    old = [p for p in staging.iterdir() if p.is_file() and p.stat().st_mtime < cutoff]
+    if old:
+        logger.warning("%s: removing %d file(s) left by interrupted uploads", staging, len(old))
+    for path in old:
+        path.unlink(missing_ok=True)
+
+
 def _parse_groups(value: Any) -> list[str] | None:
     if value is None or not str(value).strip():
         return None
-    return [g.strip() for g in str(value).split(",") if g.strip()]
+    groups = [g.strip() for g in str(value).split(",") if g.strip()]
+    Limits.items("groups", groups)
+    return groups
 
 
-async def _save(upload: UploadFile, target: Path, limit: int) -> int:
-    """Copy an upload to ``target`` atomically; HTTP 413 beyond ``limit`` bytes."""
-    size = 0
-    with atomic_path(target) as tmp, open(tmp, "wb") as fh:
+async def _stage(upload: UploadFile, staged: Path, limits: Limits, name: str) -> None:
+    """Copy an upload to ``staged`` atomically; HTTP 413 beyond the upload limit."""
+    size, limit = 0, limits.max_upload_bytes
+    with atomic_path(staged) as tmp, open(tmp, "wb") as fh:
         while True:
             block = await upload.read(1 << 20)
             if not block:
                 break
             size += len(block)
             if size > limit:
-                raise HTTPException(413, f"{target.name}: file exceeds the upload limit of {limit} bytes")
+                raise HTTPException(413, str(limits.upload_error(name)))
             fh.write(block)
-    return size
+
+
+def _keep_aside(target: Path, staging: Path) -> Path | None:
+    """A hard link (or copy) of an existing ``target``, to put back if its replacement fails."""
+    if not target.exists():
+        return None
+    backup = staging / f"{uuid.uuid4().hex}.keep"
+    try:
+        os.link(target, backup)
+    except OSError:
+        shutil.copy2(target, backup)
+    return backup
+
+
+def _put_back(target: Path, backup: Path | None) -> None:
+    with contextlib.suppress(OSError):
+        if backup is not None:
+            os.replace(backup, target)  # the previous version, as it was
+        else:
+            target.unlink()
+
+
+def place_and_ingest(st: Any, staged: list[tuple[Path, Path]], groups: list[str] | None,
+                     staging: Path) -> Any:
+    """Move staged files into place and ingest them; files that fail are put back as they were."""
+    placed: list[tuple[Path, Path | None]] = []
+    with st.upload_lock:
+        try:
+            for source, target in staged:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                backup = _keep_aside(target, staging)
+                os.replace(source, target)
+                placed.append((target, backup))
+            report = st.kb.ingest([str(t) for t, _ in placed], groups=groups, show_progress=False)
+        except BaseException:
+            for target, backup in placed:
+                _put_back(target, backup)
+            raise
+        failed = {os.path.realpath(i.path) for i in report.failed}
+        for target, backup in placed:
+            if str(target) in failed:
+                _put_back(target, backup)
+            elif backup is not None:
+                backup.unlink(missing_ok=True)
+    return report
+
+
+def _doc_json(doc: dict[str, Any], paths: PathView, refusal: str | None) -> dict[str, Any]:
+    out = {k: doc.get(k) for k in ("doc_id", "file_type", "status", "n_chunks", "size", "groups", "tags",
+                                   "mtime", "ingested_at")}
+    out["path"] = paths.show(doc.get("path"))
+    out["file"] = os.path.basename(str(doc.get("path", "")))
+    out["uploaded"] = paths.is_upload(str(doc.get("path", "")))
+    out["deletable"] = refusal is None
+    return out
+
+
+def _report_json(report: Any, paths: PathView) -> dict[str, Any]:
+    data = report.to_dict()
+    for key in ("added", "updated", "unchanged", "removed"):
+        data[key] = [paths.show(p) for p in data[key]]
+    data["failed"] = [{"path": paths.show(f["path"]), "reason": paths.scrub(f["reason"], [f["path"]])}
+                      for f in data["failed"]]
+    return data
 
 
 def _readable(doc: dict[str, Any], groups: list[str] | None) -> bool:
@@ -90,44 +217,48 @@ def _readable(doc: dict[str, Any], groups: list[str] | None) -> bool:
     return bool(set(doc["groups"]) & set(groups))
 
 
-def _doc_json(doc: dict[str, Any]) -> dict[str, Any]:
-    out = {k: doc.get(k) for k in ("doc_id", "path", "file_type", "status", "n_chunks", "size", "groups",
-                                   "tags", "mtime", "ingested_at")}
-    out["file"] = os.path.basename(str(doc.get("path", "")))
-    return out
-
-
 def add_document_routes(app: FastAPI) -> None:
     @app.get("/v1/documents")
-    async def list_documents(request: Request,
-                             caller: Caller) -> dict[str, Any]:
-        docs = await run_in_threadpool(state_of(request).kb.documents)
-        return {"documents": [_doc_json(d) for d in docs if _readable(d, caller)]}
+    async def list_documents(request: Request, caller: Caller) -> dict[str, Any]:
+        st = state_of(request)
+        docs = await run_in_threadpool(st.kb.documents)
+        root = uploads_root(st.kb)
+        return {"documents": [_doc_json(d, st.paths, modify_refusal(d, caller, root, st.paths))
+                              for d in docs if _readable(d, caller)]}
 
     @app.delete("/v1/documents/{doc_id}")
-    async def delete_document(doc_id: str, request: Request,
-                              caller: Caller) -> dict[str, Any]:
-        kb = state_of(request).kb
+    async def delete_document(doc_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+        st = state_of(request)
+        Limits.field("doc_id", doc_id)
+        kb = st.kb
         docs = await run_in_threadpool(kb.documents)
         doc = next((d for d in docs if d.get("doc_id") == doc_id), None)
         if doc is None or not _readable(doc, caller):  # unreadable looks like absent: no existence leak
             raise HTTPException(404, f"no document with id {doc_id!r}")
-        removed = await run_in_threadpool(kb.delete, doc_id)
-        uploads = (Path(kb.path) / UPLOAD_DIR).resolve()
-        path = Path(str(doc.get("path", ""))).resolve()
-        if path.parent == uploads and path.is_file():
-            path.unlink()  # an uploaded copy goes with its document
-        return {"deleted": doc_id, "path": doc.get("path"), "chunks_removed": removed}
+        root = uploads_root(kb)
+        refusal = modify_refusal(doc, caller, root, st.paths)
+        if refusal is not None:
+            raise AccessDenied(refusal)
+
+        def delete() -> int:
+            with st.upload_lock:
+                removed = kb.delete(doc_id)
+                path = Path(str(doc.get("path", "")))
+                if path.is_relative_to(root) and path.is_file():
+                    path.unlink()  # an uploaded copy goes with its document
+                return removed
+
+        removed = await run_in_threadpool(delete)
+        return {"deleted": doc_id, "path": st.paths.show(doc.get("path")), "chunks_removed": removed}
 
     @app.post("/v1/documents", status_code=201)
-    async def upload_documents(request: Request,
-                               caller: Caller) -> dict[str, Any]:
+    async def upload_documents(request: Request, caller: Caller) -> dict[str, Any]:
         st = state_of(request)
-        limit = st.max_upload_bytes
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > limit * MAX_FILES + _MULTIPART_SLACK:
-            raise HTTPException(413, f"request exceeds the upload limit of {limit} bytes per file")
-        form = await request.form(max_files=MAX_FILES, max_fields=20)
+        limits: Limits = st.limits
+        form = await request.form(max_files=MAX_UPLOAD_FILES, max_fields=20, max_part_size=4 * FIELD_CHARS)
+        root = uploads_root(st.kb)
+        staging = root / STAGING_DIR
+        staged: list[tuple[Path, Path]] = []
         try:
             files = [f for f in form.getlist("files") + form.getlist("file") if isinstance(f, UploadFile)]
             if not files:
@@ -139,6 +270,7 @@ def add_document_routes(app: FastAPI) -> None:
                 elif set(groups) - set(caller):
                     raise AccessDenied(f"API key does not grant group(s): "
                                        f"{', '.join(sorted(set(groups) - set(caller)))}")
+            owner = owner_folder(list(caller) if caller is not None else groups or [])
             names = []
             for f in files:
                 try:
@@ -147,28 +279,24 @@ def add_document_routes(app: FastAPI) -> None:
                     raise HTTPException(400, f"rejected file name: {exc}") from exc
             if len(set(names)) != len(names):
                 raise HTTPException(400, "two uploaded files have the same name")
-            folder = Path(st.kb.path) / UPLOAD_DIR
-            folder.mkdir(parents=True, exist_ok=True)
-            root = folder.resolve()
-            targets = []
+            folder = root / owner
             for f, name in zip(files, names, strict=True):
-                target = (folder / name).resolve()
-                if target.parent != root:  # defence in depth: never outside uploads/
+                target = folder / name
+                if target.parent != folder or not target.is_relative_to(root):  # defence in depth
                     raise HTTPException(400, f"rejected file name: {f.filename!r}")
-                await _save(f, target, limit)
-                targets.append(target)
+                source = staging / f"{uuid.uuid4().hex}-{name}"
+                await _stage(f, source, limits, name)
+                staged.append((source, target))
+            report = await run_in_threadpool(place_and_ingest, st, staged, groups, staging)
         finally:
             await form.close()
-        report = await run_in_threadpool(st.kb.ingest, [str(t) for t in targets], groups=groups,
-                                         show_progress=False)
-        failed = {os.path.basename(item.path) for item in report.failed}
-        for target in targets:  # a file that could not be ingested is not kept
-            if target.name in failed:
-                with contextlib.suppress(OSError):
-                    target.unlink()
-        result = {"report": report.to_dict(), "stored": [t.name for t in targets if t.name not in failed],
-                  "groups": groups or []}
-        if failed and len(failed) == len(targets):
-            reasons = "; ".join(f"{os.path.basename(i.path)}: {i.reason}" for i in report.failed)
+            for source, _ in staged:
+                source.unlink(missing_ok=True)
+        failed = {os.path.realpath(i.path) for i in report.failed}
+        stored = [t for _, t in staged if str(t) not in failed]
+        result = {"report": _report_json(report, st.paths), "stored": [t.name for t in stored],
+                  "paths": [st.paths.show(t) for t in stored], "groups": groups or [], "owner": owner}
+        if failed and not stored:
+            reasons = "; ".join(f"{f['path']}: {f['reason']}" for f in result["report"]["failed"])
             raise HTTPException(422, f"nothing could be ingested: {reasons}")
         return result

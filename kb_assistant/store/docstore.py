@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS documents (
     n_chunks INTEGER NOT NULL DEFAULT 0,
     groups TEXT NOT NULL DEFAULT '[]',
     tags TEXT NOT NULL DEFAULT '[]',
-    ingested_at REAL NOT NULL
+    ingested_at REAL NOT NULL,
+    parser TEXT
 );
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY,
@@ -63,6 +64,8 @@ class DocumentRecord:
     groups: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     ingested_at: float = 0.0
+    #: loaders.parser_version() of the loader that produced the chunks (None: made before it was stored)
+    parser: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -89,6 +92,8 @@ class DocStore:
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.executescript(_SCHEMA)
+        if "parser" not in {r[1] for r in self.conn.execute("PRAGMA table_info(documents)")}:
+            self.conn.execute("ALTER TABLE documents ADD COLUMN parser TEXT")  # docstores made before it
         if self.get_meta("schema_version") is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
             self.set_meta("version", "0")
@@ -110,12 +115,12 @@ class DocStore:
 
     # -- documents ----------------------------------------------------------------------------------
     def _doc(self, row: sqlite3.Row | tuple[Any, ...]) -> DocumentRecord:
-        (doc_id, path, chash, mtime, size, ftype, status, n, groups, tags, at) = row
+        (doc_id, path, chash, mtime, size, ftype, status, n, groups, tags, at, parser) = row
         return DocumentRecord(doc_id, path, chash, mtime, size, ftype, status, n, json.loads(groups),
-                              json.loads(tags), at)
+                              json.loads(tags), at, parser)
 
     _DOC_COLS = ("doc_id, path, content_hash, mtime, size, file_type, status, n_chunks, groups, tags, "
-                 "ingested_at")
+                 "ingested_at, parser")
 
     def get_document(self, doc_id: str) -> DocumentRecord | None:
         row = self.conn.execute(f"SELECT {self._DOC_COLS} FROM documents WHERE doc_id=?",
@@ -150,10 +155,10 @@ class DocStore:
             record.n_chunks = len(chunks)
             record.ingested_at = time.time()
             cur.execute(
-                f"INSERT INTO documents({self._DOC_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO documents({self._DOC_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (record.doc_id, record.path, record.content_hash, record.mtime, record.size,
                  record.file_type, record.status, record.n_chunks, json.dumps(record.groups),
-                 json.dumps(record.tags), record.ingested_at))
+                 json.dumps(record.tags), record.ingested_at, record.parser))
             added: list[int] = []
             for chunk, vec, ehash in zip(chunks, vectors, embed_hashes, strict=True):
                 cur.execute(
@@ -188,10 +193,14 @@ class DocStore:
         """Change a document's access groups and tags without touching its chunks."""
         cur = self.conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
-        cur.execute("UPDATE documents SET groups=?, tags=? WHERE doc_id=?",
-                    (json.dumps(groups), json.dumps(tags), doc_id))
-        self._bump(cur)
-        cur.execute("COMMIT")
+        try:
+            cur.execute("UPDATE documents SET groups=?, tags=? WHERE doc_id=?",
+                        (json.dumps(groups), json.dumps(tags), doc_id))
+            self._bump(cur)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
 
     def _bump(self, cur: sqlite3.Cursor) -> None:
         cur.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='version'")

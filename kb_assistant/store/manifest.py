@@ -21,9 +21,9 @@ def read_manifest(kb_dir: Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+        fmt = int(data.get("format_version", 0))
+    except (OSError, ValueError, TypeError, AttributeError) as exc:  # also not UTF-8, not an object
         raise IndexVersionError(f"{path}: unreadable manifest ({exc}); restore it or re-ingest") from exc
-    fmt = int(data.get("format_version", 0))
     if fmt > FORMAT_VERSION:
         raise IndexVersionError(
             f"{kb_dir} was written by kb-assistant {data.get('library_version', '?')} in format {fmt}; "

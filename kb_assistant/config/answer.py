@@ -1,0 +1,249 @@
+"""Settings of the answer stage and the server: ``[query]``, ``[generation]``, ``[gate]``, ``[safety]``,
+``[server]``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import ConfigError
+from ..settings import Settings, setting
+from .pipeline import DEVICES, DTYPES
+
+ANSWER_MODES = ("auto", "generate", "extractive")
+
+
+@dataclass
+class QueryConfig(Settings):
+    """Answer-stage settings: the unknown gate, the prompt budget, the extractive fallback, chat."""
+
+    SECTION: ClassVar[str] = "query"
+    k: int = setting(5, lo=1, hi=100, doc="passages retrieved per question")
+    unknown_threshold: float = setting(
+        0.34, lo=0.0, hi=1.0,
+        doc="calibrated relevance below which the answer is \"unknown\" (the generator is not called); "
+            "0.34 is what `kb calibrate` picked on the dev QA set; re-run it on your own QA file")
+    max_context_tokens: int = setting(256, lo=32, hi=32_768,
+                                      doc="token budget of the numbered passages in the prompt")
+    unknown_text: dict[str, str] = setting(factory=dict, doc="unknown answer per language, `{en = \"...\"}`")
+    max_history_turns: int = setting(3, lo=0, hi=100,
+                                     doc="turns a chat session keeps to rewrite follow-up questions")
+    cache_size: int = setting(256, lo=0, hi=1_000_000,
+                              doc="answers kept in the LRU cache (0: off); emptied by any ingest or delete")
+    support_threshold: float = setting(0.5, lo=0.0, hi=1.0, doc="minimum fraction of the answer's terms "
+                                                                "found in the evidence to keep a generated "
+                                                                "answer")
+    answer_mode: str = setting("auto", choices=ANSWER_MODES,
+                               doc="`auto`: generate (with the extractive fallback) for `generate_langs`, "
+                                   "extractive otherwise; `generate`: always; `extractive`: never call the "
+                                   "generator")
+    generate_langs: list[str] = setting(factory=lambda: ["en"], doc="languages the generator writes well "
+                                                                    "enough (SmolLM2-135M cannot write "
+                                                                    "Chinese: measured)")
+    evidence_sentences: int = setting(3, lo=1, hi=20, doc="best-matching sentences put in the prompt")
+    extractive_sentences: int = setting(2, lo=1, hi=20,
+                                        doc="evidence sentences an extractive answer quotes (2 measured best "
+                                            "on the dev set)")
+    extractive_min_overlap: float = setting(0.0, lo=0.0, hi=1.0,
+                                            doc="a sentence after the first is quoted only when it holds at "
+                                                "least this share of the question terms the best one holds")
+    max_new_tokens: int = setting(48, lo=1, hi=4096, doc="generation budget of an answer")
+    max_sentences: int | None = setting(1, lo=1, hi=100,
+                                        doc="answers are cut after this many sentences (unset: no limit)")
+    stream_check_terms: int = setting(4, lo=1, hi=100,
+                                      doc="ask_stream holds back this many words (or the first sentence) to "
+                                          "check support before showing them")
+    audit_log: str | None = setting(None, doc="JSONL audit log of every answer (relative paths are inside "
+                                              "the knowledge base folder); unset: off")
+
+
+@dataclass
+class GenerationConfig(Settings):
+    """Decoding parameters (also per call: ``kb.ask(q, temperature=0.7)``); temperature 0 = greedy."""
+
+    SECTION: ClassVar[str] = "generation"
+    max_new_tokens: int = setting(48, lo=1, hi=4096, doc="tokens generated at most")
+    temperature: float = setting(0.0, lo=0.0, hi=5.0, doc="0 = greedy decoding; > 0 samples")
+    top_k: int = setting(50, lo=0, hi=1000, doc="sampling: keep the k most likely tokens (0: off)")
+    top_p: float = setting(1.0, lo=0.0, hi=1.0, doc="sampling: nucleus probability mass (must be > 0)")
+    repetition_penalty: float = setting(1.1, lo=1.0, hi=3.0, doc="1.0 = none")
+    num_beams: int = setting(1, lo=1, hi=16, doc="beam search width (1: off)")
+    length_penalty: float = setting(1.0, lo=-5.0, hi=5.0, doc="beam search only")
+    seed: int | None = setting(None, lo=0, hi=2**32 - 1,
+                               doc="random seed for sampling (reproducible answers)")
+    max_sentences: int | None = setting(None, lo=1, hi=100,
+                                        doc="stop after this many complete sentences (unset: no limit)")
+    do_sample: bool = field(init=False, default=False)
+
+    def check(self) -> None:
+        if self.top_p == 0.0:
+            raise ConfigError("GenerationConfig.top_p must be in (0.0, 1.0]; got 0.0")
+        self.do_sample = self.temperature > 0.0
+
+    def to_generate_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample,
+                              "num_beams": self.num_beams, "repetition_penalty": self.repetition_penalty}
+        if self.do_sample:
+            kw.update(temperature=self.temperature, top_k=self.top_k, top_p=self.top_p)
+        else:  # silence warnings about sampling flags in greedy mode
+            kw.update(temperature=None, top_k=None, top_p=None)
+        if self.num_beams > 1:
+            kw["length_penalty"] = self.length_penalty
+        return kw
+
+
+@dataclass
+class GenerationSection(GenerationConfig):
+    """The ``[generation]`` table: which generator runs where, plus the default decoding parameters."""
+
+    model_path: str | None = setting(None, doc="local folder of a transformers causal LM, or a `.gguf` file "
+                                               "(converted once); unset: the embedded SmolLM2-135M-Instruct")
+    device: str = setting("auto", choices=DEVICES, doc="where the generator runs (`cuda:N` is accepted "
+                                                       "too)")
+    dtype: str = setting("auto", choices=DTYPES,
+                         doc="weights dtype; `auto` = bf16 (fp16 where unsupported) on CUDA, fp32 on CPU")
+    int8: bool | None = setting(None, doc="dynamic int8 quantisation of the linear layers (CPU only)")
+    reuse_prefix: bool = setting(True, doc="reuse the KV cache of the fixed system prompt across questions")
+
+    GENERATOR_KEYS: ClassVar[tuple[str, ...]] = ("model_path", "device", "dtype", "int8", "reuse_prefix")
+
+    def validate(self) -> None:
+        if isinstance(self.device, str) and self.device.startswith("cuda:"):
+            device, self.device = self.device, "cuda"
+            try:
+                super().validate()
+            finally:
+                self.device = device
+            return
+        super().validate()
+
+    def generator_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :class:`kb_assistant.generation.Generator`."""
+        return {k: getattr(self, k) for k in self.GENERATOR_KEYS if getattr(self, k) is not None}
+
+    def decoding(self) -> dict[str, Any]:
+        """The decoding parameters set in config.toml (only those that differ from the defaults)."""
+        base = GenerationConfig()
+        return {f.name: getattr(self, f.name) for f in fields(GenerationConfig)
+                if f.init and getattr(self, f.name) != getattr(base, f.name)}
+
+
+GATE_FEATURES = ["dense_top", "bm25_top", "coverage", "absent_name"]
+
+
+@dataclass
+class GateConfig(Settings):
+    """The self-calibrating unknown gate: fitted per knowledge base on probe questions it generates about
+    itself (``kb tune``, ``KnowledgeBase.calibrate_gate()``, and automatically after an ingest that
+    changed enough of it); ``fitted`` holds the fitted models and what they were fitted on."""
+
+    SECTION: ClassVar[str] = "gate"
+    mode: str = setting("auto", choices=("auto", "fitted", "threshold"),
+                        doc="`fitted`: the knowledge base's own fitted gate; `threshold`: the top hit's "
+                            "calibrated score against `[query] unknown_threshold`; `auto`: fitted when "
+                            "fitted, else threshold")
+    probes: int = setting(200, lo=20, hi=100_000, doc="answerable probe questions generated per language "
+                                                      "(as many negatives again)")
+    features: list[str] = setting(factory=lambda: list(GATE_FEATURES),
+                                  doc="the signals the gate combines (`kb_assistant.gate.features`); chosen "
+                                      "on the tune splits of both dev corpora")
+    target_unknown_recall: float = setting(0.6, lo=0.0, hi=1.0,
+                                           doc="share of the negative probes the fitted gate must refuse")
+    max_false_unknown: float = setting(0.1, lo=0.0, hi=1.0,
+                                       doc="share of the answerable probes it may refuse (when both targets "
+                                           "can be met)")
+    auto_refit_share: float | None = setting(0.2, lo=0.0, hi=1.0,
+                                             doc="refit after an ingest that added, changed or removed more "
+                                                 "than this share of the chunks (unset: never "
+                                                 "automatically)")
+    min_chunks: int = setting(100, lo=1, hi=10_000_000,
+                              doc="knowledge bases with fewer chunks keep the threshold gate (too little "
+                                  "text for probes)")
+    seed: int = setting(0, doc="random seed of the probes")
+    fitted: dict[str, Any] = setting(factory=dict, doc="written by the fit: per language the model "
+                                                       "(features, weights, threshold) and what it was "
+                                                       "fitted on")
+
+    def check(self) -> None:
+        from ..gate.features import FEATURES
+
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown or not self.features:
+            raise ConfigError(f"GateConfig.features must be a non-empty list of {', '.join(FEATURES)}; "
+                              f"got {self.features!r}")
+
+
+REFUSAL_TEXT = {
+    "en": "Sorry, I can't help with that question.",
+    "zh": "抱歉，该问题涉及敏感内容，无法回答。",
+}
+
+
+def load_word_list(path: str | os.PathLike[str]) -> list[str]:
+    """Read a sensitive-word list: one word per line, ``#`` comments and blank lines ignored."""
+    words = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            words.append(line)
+    return words
+
+
+@dataclass
+class SafetyConfig(Settings):
+    """Sensitive words (refuse questions, mask answers) and PII redaction switches."""
+
+    SECTION: ClassVar[str] = "safety"
+    enabled: bool = setting(False, doc="apply the sensitive words and PII redaction to questions and answers "
+                                       "(a `[safety]` table that sets any other key turns it on)")
+    sensitive_words: list[str] = setting(factory=list, doc="questions holding one are refused; answers "
+                                                           "holding one are masked (case-insensitive "
+                                                           "substring)")
+    word_list_path: str | None = setting(None, doc="file with one word per line, merged into "
+                                                   "`sensitive_words`")
+    refusal_text: dict[str, str] = setting(factory=lambda: dict(REFUSAL_TEXT),
+                                           doc="text of a refused question per language (keys `en` and `zh` "
+                                               "required)")
+    mask: str = setting("***", doc="replacement of a sensitive word in an answer")
+    redact_answers: bool = setting(True, doc="replace e-mails, phone, ID and card numbers in answers with "
+                                             "placeholders")
+    redact_audit: bool = setting(True, doc="redact the same PII in the audit log")
+
+    @classmethod
+    def normalise(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return {**data, "enabled": True} if data and "enabled" not in data else data
+
+    def check(self) -> None:
+        if self.word_list_path and not Path(self.word_list_path).is_file():
+            raise ConfigError(f"SafetyConfig.word_list_path: no such file {self.word_list_path}")
+        if not all(w.strip() for w in self.sensitive_words):
+            raise ConfigError("SafetyConfig.sensitive_words must be a list of non-empty strings")
+        missing = {"en", "zh"} - set(self.refusal_text)
+        if missing:
+            raise ConfigError(f"SafetyConfig.refusal_text must have keys 'en' and 'zh'; missing {missing}")
+
+    def words(self) -> list[str]:
+        """``sensitive_words`` plus the words of ``word_list_path``."""
+        if not self.word_list_path:
+            return list(self.sensitive_words)
+        return list(self.sensitive_words) + load_word_list(self.word_list_path)
+
+
+@dataclass
+class ServerConfig(Settings):
+    """Limits of ``kb serve`` (its flags override them); a refusal is a 4xx naming the setting to raise."""
+
+    SECTION: ClassVar[str] = "server"
+    max_upload_mb: float = setting(20.0, lo=0.001, hi=1e5, doc="one uploaded file (413 beyond)")
+    max_question_chars: int = setting(4000, lo=1, hi=10**6, doc="a question, query or last chat message")
+    max_conversation_chars: int = setting(100_000, lo=1, hi=10**8, doc="the earlier messages, together")
+    max_question_tokens: int = setting(512, lo=1, hi=10**6, doc="question + history terms (embedder tokens)")
+    rate_limit_per_minute: float = setting(600.0, lo=0, hi=1e6, doc="per API key or client address; 0: off")
+    request_timeout_s: float = setting(120.0, lo=0.1, hi=86_400, doc="longer answers are stopped (503/504)")
+    queue_size: int = setting(32, lo=0, hi=10**5, doc="answers waiting for the generator (503 beyond)")
+    allowed_hosts: list[str] = setting(factory=list, doc="Host names accepted without keys besides localhost")
+
+
+#: settings that older versions wrote and that no longer exist: dropped on load with a warning
