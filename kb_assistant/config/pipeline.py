@@ -103,17 +103,19 @@ class RetrievalConfig(Settings):
                                              doc="dense weight for queries written mostly in CJK (unset: "
                                                  "dense_weight); 0.3 measured best with MiniLM, which "
                                                  "cannot read Chinese")
-    xling_weight: float = setting(0.0, lo=0.0, hi=1.0,
+    xling_weight: float = setting(0.15, lo=0.0, hi=1.0,
                                   doc="weight of the cross-lingual dense channel (`embedding.cross_lingual`) "
                                       "for passages in the question's language; dense and BM25 share the "
-                                      "rest by `dense_weight` (0 measured best on the tune splits)")
+                                      "rest by `dense_weight`")
     xling_weight_other: float = setting(0.6, lo=0.0, hi=1.0,
                                         doc="weight of the cross-lingual channel for passages in another "
                                             "language than the question (English question, Chinese text)")
-    lang_bonus: float = setting(0.05, lo=0.0, hi=1.0,
-                                doc="added to the fused score (0-1) of passages in the question's language: "
-                                    "of near-equal hits, the one in the asker's language comes first")
-    twin_threshold: float = setting(0.8, lo=0.0, hi=1.0,
+    lang_bonus: float = setting(0.0, lo=0.0, hi=1.0,
+                                doc="added to the fused score (0-1) of passages in the question's language, "
+                                    "so of near-equal hits the asker's language comes first (the fallback "
+                                    "without a cross-lingual channel; 0: measured no better on the tune "
+                                    "splits, the channel's `twin_threshold` does this job)")
+    twin_threshold: float = setting(0.7, lo=0.0, hi=1.0,
                                     doc="cross-lingual cosine from which a passage in another language is "
                                         "taken for a translation of one in the question's language and "
                                         "ranked right after it (1: off)")
