@@ -39,8 +39,9 @@ class TermStats(Protocol):
     """The vocabulary statistics of a knowledge base (its BM25 index)."""
 
     vocab: dict[str, int]
-    df: np.ndarray
     ids: np.ndarray
+
+    def doc_freq(self, tid: int) -> int: ...
 
     def idf(self, term_ids: np.ndarray) -> np.ndarray: ...
 
@@ -103,7 +104,7 @@ def _units(query: str, stats: TermStats) -> dict[str, float]:
         if HAN_RE.search(t):
             continue
         tid = stats.vocab.get(t)
-        known = tid is not None and stats.df[tid] > 0
+        known = tid is not None and stats.doc_freq(tid) > 0
         latin[t] = float(stats.idf(np.asarray([tid]))[0]) if known else absent_idf
     if latin:
         mean = sum(latin.values()) / len(latin)
@@ -115,7 +116,7 @@ def _units(query: str, stats: TermStats) -> dict[str, float]:
 def _absent(unit: str, stats: TermStats) -> bool:
     if len(unit) == 1 and HAN_RE.match(unit):
         return unit not in _vocab_chars(stats)
-    return stats.vocab.get(unit) is None or stats.df[stats.vocab[unit]] == 0
+    return stats.vocab.get(unit) is None or stats.doc_freq(stats.vocab[unit]) == 0
 
 
 def _covered(unit: str, hit_terms: set[str], hit_text: str) -> bool:

@@ -57,7 +57,8 @@ def _absent_share(question: str, stats: Any) -> float:
     terms = list(dict.fromkeys(analyze(question)))
     if not terms:
         return 0.0
-    return sum(1 for t in terms if stats.vocab.get(t) is None or stats.df[stats.vocab[t]] == 0) / len(terms)
+    return sum(1 for t in terms if stats.vocab.get(t) is None
+               or stats.doc_freq(stats.vocab[t]) == 0) / len(terms)
 
 
 def _template_question(sentence: str, heading: str, lang: str) -> str | None:
@@ -125,7 +126,7 @@ def swapped_probes(probes: list[Probe], stats: Any, rng: random.Random) -> list[
 
 def _rarity(word: str, stats: Any) -> float:
     """Mean idf of the word's known terms (0 when none is known)."""
-    ids = [stats.vocab[t] for t in analyze(word) if t in stats.vocab and stats.df[stats.vocab[t]] > 0]
+    ids = [stats.vocab[t] for t in analyze(word) if t in stats.vocab and stats.doc_freq(stats.vocab[t]) > 0]
     return float(np.mean(stats.idf(np.asarray(ids)))) if ids else 0.0
 
 
@@ -140,7 +141,7 @@ def _bank_words(stats: Any, lang: str) -> list[str]:
         names = set(name_terms(q, stats))
         for t in analyze(q):
             if t not in names and len(t) >= (2 if lang == "zh" else 4) and t.isalpha() and \
-                    (stats.vocab.get(t) is None or stats.df[stats.vocab[t]] == 0):
+                    (stats.vocab.get(t) is None or stats.doc_freq(stats.vocab[t]) == 0):
                 out.add(t)
     return sorted(out)
 

@@ -294,8 +294,8 @@ class SparseIndex:
             self._delta = (ptr, rows, tfs, terms, np.asarray(self._d_len, np.float32))
         return self._delta
 
-    def _df(self, tid: int) -> int:
-        """Live document frequency of a term."""
+    def doc_freq(self, tid: int) -> int:
+        """Live document frequency of a term id."""
         cp, n = self._b["cindptr"], int(self._d_df[tid]) if tid < len(self._d_df) else 0
         if tid < len(cp) - 1:
             lo, hi = cp[tid], cp[tid + 1]
@@ -305,13 +305,13 @@ class SparseIndex:
         return n
 
     def idf(self, term_ids: np.ndarray) -> np.ndarray:
-        df = np.asarray([self._df(int(t)) for t in term_ids], np.float64)
+        df = np.asarray([self.doc_freq(int(t)) for t in term_ids], np.float64)
         return np.log1p((self._n_live - df + 0.5) / (df + 0.5))
 
     def query_terms(self, query: str) -> tuple[np.ndarray, int]:
         """Known term ids of the query (unique) and the number of query terms not in the index."""
         terms = list(dict.fromkeys(analyze(query)))
-        known = [self.vocab[t] for t in terms if t in self.vocab and self._df(self.vocab[t]) > 0]
+        known = [self.vocab[t] for t in terms if t in self.vocab and self.doc_freq(self.vocab[t]) > 0]
         return np.asarray(known, dtype=np.int64), len(terms) - len(known)
 
     def score_all(self, query: str) -> tuple[np.ndarray, float]:
