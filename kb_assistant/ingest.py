@@ -24,6 +24,7 @@ import numpy as np
 from .chunking import make_doc_id
 from .errors import LoaderError
 from .loaders import load_file, parser_version, walk
+from .loaders.limits import ParseLimits
 from .store.docstore import DocStore, DocumentRecord
 from .types import Chunk, FailedItem, IngestReport
 
@@ -74,6 +75,7 @@ class Ingestor:
         cfg = config
         self.max_bytes = int(cfg.max_file_mb * 2**20)
         self.pdf_engine = cfg.pdf_engine
+        self.limits = ParseLimits.from_config(cfg)
         self.show_progress = cfg.show_progress if show_progress is None else show_progress
         if self.show_progress is None:
             self.show_progress = logging.getLogger("kb_assistant").isEnabledFor(logging.INFO)
@@ -104,8 +106,10 @@ class Ingestor:
                         report.unchanged.append(shown)
                         continue
                     t0 = time.perf_counter()
-                    docs = load_file(path, max_bytes=self.max_bytes, pdf_engine=self.pdf_engine)
+                    docs = load_file(path, max_bytes=self.max_bytes, pdf_engine=self.pdf_engine,
+                                     limits=self.limits)
                     chunks = chunker.chunk(docs, doc_id)
+                    self.limits.check_chunks(len(chunks))
                     self.t_parse += time.perf_counter() - t0
                     if not chunks:
                         raise LoaderError("no text to index after chunking")

@@ -63,6 +63,23 @@ class IngestConfig(Settings):
     pdf_engine: str = setting("auto", choices=("auto", "pdfium", "pypdf"),
                               doc="PDF text engine: `auto` (PDFium, pypdf for files PDFium cannot open), "
                                   "`pdfium` or `pypdf`")
+    parse_in_subprocess: bool = setting(True, doc="parse each file in a child process that is killed past "
+                                                  "`parse_timeout_s` and runs under `parse_memory_mb` (false: "
+                                                  "in the ingesting process, the caps below only)")
+    parse_timeout_s: float = setting(300.0, lo=0, hi=86_400,
+                                     doc="seconds one file may take to parse, OCR included (0: no limit)")
+    parse_memory_mb: float = setting(2048.0, lo=0, hi=1_000_000,
+                                     doc="memory (data segment) of the parser process, in MB (0: no limit)")
+    max_pages: int = setting(10_000, lo=1, hi=10_000_000, doc="PDF pages, PPTX slides or XLSX sheets of "
+                                                                "one file")
+    max_unzipped_mb: float = setting(100.0, lo=1, hi=100_000,
+                                     doc="unzipped size of an Office file, all parts together (zip bombs)")
+    max_xml_mb: float = setting(32.0, lo=1, hi=100_000,
+                                doc="one XML part of a DOCX or PPTX, unzipped (parsed whole; XLSX sheets are "
+                                    "streamed and exempt)")
+    max_text_chars: int = setting(64_000_000, lo=1_000, hi=10_000_000_000,
+                                  doc="characters of text extracted from one file")
+    max_chunks: int = setting(100_000, lo=1, hi=100_000_000, doc="chunks made from one file")
 
 
 @dataclass
