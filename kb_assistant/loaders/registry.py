@@ -121,23 +121,6 @@ def detect_format(path: Path, head: bytes) -> str:
     raise UnsupportedFormat(f"unsupported file type '{suffix or path.name}' (supported: {supported})")
 
 
-def load_file(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, pdf_engine: str = "auto",
-              limits: ParseLimits | None = None) -> list[Document]:
-    """Load one file into Documents; raises a :class:`LoaderError` subclass with a one-line reason.
-
-    ``pdf_engine``: "auto" (PDFium, pypdf where PDFium fails), "pdfium" or "pypdf" (``[ingest] pdf_engine``).
-    ``limits``: the caps and budgets of the parse (:class:`~kb_assistant.loaders.limits.ParseLimits`, from
-    ``[ingest]``); with ``limits.isolate`` the file is parsed in a child process that is killed past the
-    time budget and runs under the memory budget. Without ``limits``: the default caps, in this process.
-    """
-    limits = limits or DEFAULT_LIMITS
-    if limits.isolate:
-        from kb_assistant.loaders.sandbox import parse_isolated
-
-        return parse_isolated(path, max_bytes=max_bytes, pdf_engine=pdf_engine, limits=limits)
-    return load_inline(path, max_bytes=max_bytes, pdf_engine=pdf_engine, limits=limits)
-
-
 def load_inline(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, pdf_engine: str = "auto",
                 limits: ParseLimits = DEFAULT_LIMITS) -> list[Document]:
     """:func:`load_file` in this process (the body of the parser process, too): structural caps only."""

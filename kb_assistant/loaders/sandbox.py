@@ -4,9 +4,9 @@
 Why a process and not checks inside the loaders: the expensive steps of a hostile file are single calls
 into C (lxml building a 95 MB XML tree, PDFium walking a page tree, BeautifulSoup's parser), which no
 cooperative deadline can interrupt, and their memory is invisible to Python's allocator. A child process
-can be killed at the deadline, runs under ``RLIMIT_DATA`` (its heap, not the address space that shared
-libraries and thread stacks reserve), and a parser crash (a segfault in a C library) costs one file,
-not the ingest. ``docs/reliability.md`` has the measurements behind the choice.
+can be killed at the deadline or when its resident memory passes the budget (polled every 50 ms), runs
+under ``RLIMIT_DATA`` at twice the budget against a faster burst, and a parser crash (a segfault in a C
+library) costs one file, not the ingest. ``docs/reliability.md`` has the measurements behind the choice.
 
 The worker is a plain ``python -c`` child (no ``multiprocessing``: a user script without a
 ``__main__`` guard must not be re-imported), kept between files and replaced after a timeout, a crash
@@ -61,14 +61,23 @@ class _Late(Exception):
     """The worker did not answer before the deadline."""
 
 
+class _TooBig(Exception):
+    """The worker's resident memory passed the budget."""
+
+#: seconds between two looks at the worker's resident memory
+POLL_S = 0.05
+
+
 class Worker:
     """One parser process; :meth:`request` sends a file and waits for its result up to a deadline."""
 
     def __init__(self, memory_mb: float | None) -> None:
         self.memory_mb = memory_mb
         root = str(Path(__file__).resolve().parents[2])
-        limit = str(int(memory_mb * 2**20)) if memory_mb else "0"
+        limit = str(int(2 * memory_mb * 2**20)) if memory_mb else "0"  # the backstop; RSS is polled
         env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+        #: the largest resident memory seen during the current request, MB
+        self.peak_seen = 0.0
         self.proc = subprocess.Popen([sys.executable, "-P", "-c", _BOOT.format(root=root), limit],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
                                      close_fds=True, env=env)
@@ -88,10 +97,25 @@ class Worker:
         except (BrokenPipeError, OSError):
             raise _Gone() from None
         deadline = None if timeout is None else time.monotonic() + timeout
+        self.peak_seen = 0.0
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
-        (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline))
+        (size,) = _HEADER.unpack(_read_exact(fd, _HEADER.size, deadline, self._watch))
         return json.loads(_read_exact(fd, size, deadline).decode("utf-8"))
+
+    def rss_mb(self) -> float | None:
+        try:
+            with open(f"/proc/{self.proc.pid}/statm", encoding="ascii") as fh:
+                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _watch(self) -> None:
+        if self.memory_mb:
+            rss = self.rss_mb() or 0.0
+            self.peak_seen = max(self.peak_seen, rss)
+            if rss > self.memory_mb:
+                raise _TooBig()
 
     def kill(self) -> int | None:
         """Stop the process now; returns its exit status (negative: the signal that ended it)."""
@@ -107,14 +131,21 @@ class Worker:
                     pipe.close()
 
 
-def _read_exact(fd: int, n: int, deadline: float | None) -> bytes:
+def _read_exact(fd: int, n: int, deadline: float | None, watch: Any = None) -> bytes:
+    """``n`` bytes from ``fd``; _Late past ``deadline``; ``watch()`` is called every :data:`POLL_S`."""
     parts: list[bytes] = []
     left = n
     while left:
         wait = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        if watch is not None:
+            wait = POLL_S if wait is None else min(wait, POLL_S)
         ready, _, _ = select.select([fd], [], [], wait)
         if not ready:
-            raise _Late()
+            if watch is not None:
+                watch()
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _Late()
+            continue
         block = os.read(fd, min(left, 1 << 20))
         if not block:
             raise _Gone()
@@ -163,7 +194,7 @@ def shutdown() -> None:
 
 def parse_isolated(path: str | os.PathLike[str], *, max_bytes: int, pdf_engine: str,
                    limits: ParseLimits) -> list[Document]:
-    """:func:`~kb_assistant.loaders.registry.load_file` in a worker process (the same errors)."""
+    """:func:`~kb_assistant.loaders.load.load_file` in a worker process (the same errors)."""
     return run(path, max_bytes=max_bytes, pdf_engine=pdf_engine, limits=limits)[0]
 
 
@@ -182,8 +213,14 @@ def run(path: str | os.PathLike[str], *, max_bytes: int, pdf_engine: str,
         worker.kill()
         raise FileTooLarge(f"parsing took longer than {limits.timeout_s:g} s "
                            f"{raise_hint('parse_timeout_s')}") from None
+    except _TooBig:
+        worker.kill()
+        raise _memory_error(limits) from None
     except _Gone:
-        raise _crash_error(worker.kill(), limits) from None
+        status = worker.kill()
+        if limits.memory_mb and worker.peak_seen > 0.9 * limits.memory_mb:  # killed for its memory
+            raise _memory_error(limits) from None
+        raise _crash_error(status, limits) from None
     except BaseException:  # KeyboardInterrupt mid-parse: the worker's state is unknown
         worker.kill()
         raise
@@ -196,11 +233,16 @@ def run(path: str | os.PathLike[str], *, max_bytes: int, pdf_engine: str,
     stats = {"seconds": time.perf_counter() - t0, "peak_rss_mb": reply.get("peak_rss_mb"),
              "worker_pid": worker.pid}
     if "error" in reply:
-        if reply["error"] == "MemoryError":
-            raise FileTooLarge(f"parsing needs more than the {limits.memory_mb:g} MB memory budget "
-                               f"{raise_hint('parse_memory_mb')}")
+        peak = reply.get("peak_rss_mb") or 0
+        if reply["error"] == "MemoryError" or (limits.memory_mb and peak > 0.9 * limits.memory_mb):
+            raise _memory_error(limits)  # a C parser out of memory says "unknown error"
         raise _ERRORS.get(reply["error"], CorruptFile)(reply.get("message") or "the parser failed")
     return [Document(text=text, metadata=meta) for text, meta in reply["docs"]], stats
+
+
+def _memory_error(limits: ParseLimits) -> LoaderError:
+    return FileTooLarge(f"parsing needs more than the {limits.memory_mb:g} MB memory budget "
+                        f"{raise_hint('parse_memory_mb')}")
 
 
 def _crash_error(status: int | None, limits: ParseLimits) -> LoaderError:
