@@ -389,7 +389,7 @@ CASES: list[Case] = [
          error=r"no From/To/Subject/Date headers"),
     # text
     Case("txt-one-line-words", "txt", "text on one line without a sentence end (48 MB full scale)",
-         lambda d, full: one_line_text(d / "line.txt", _sized(full, 48, 4)), text="lorem ipsum", chunk=True),
+         lambda d, full: one_line_text(d / "line.txt", _sized(full, 48, 2)), text="lorem ipsum", chunk=True),
     Case("txt-one-giant-word", "txt", "one 'word' of megabytes, no space",
          lambda d, full: one_line_text(d / "word.txt", _sized(full, 20, 2), spaces=False), text="xxxx",
          chunk=True),
@@ -414,8 +414,8 @@ CASES: list[Case] = [
          lambda d, full: _write(d / "bad.jsonl", "{oops\n[1,\n"), error=r"not valid JSON Lines"),
     Case("csv-huge-field", "csv", "one 200,000-character field",
          lambda d, full: csv_huge_field(d / "field.csv", 200_000), error=r"field larger than field limit"),
-    Case("csv-wide-row", "csv", "a row of 100,000 columns",
-         lambda d, full: csv_wide_row(d / "wide.csv", 100_000), text="c99999: v"),
+    Case("csv-wide-row", "csv", "a row of 100,000 columns (20,000 small scale)",
+         lambda d, full: csv_wide_row(d / "wide.csv", int(_sized(full, 100_000, 20_000))), text="c19999: v"),
     # the budgets of the parser process
     Case("budget-timeout", "html", "a parse longer than parse_timeout_s = 1",
          lambda d, full: flat_html(d / "slow.html", 100_000), error=r"parsing took longer than 1 s "
