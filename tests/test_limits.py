@@ -26,7 +26,8 @@ from kb_assistant.loaders.limits import ParseLimits
 #: cases that take more than a few seconds on 2 loaded cores: run in CI (slow), not by default
 SLOW = {"docx-many-paragraphs", "html-flat-big", "txt-one-line-words", "txt-tiny-sentences",
         "txt-cjk-one-line", "csv-wide-row", "docx-many-parts", "eml-nested-multipart", "txt-prose",
-        "txt-one-giant-word", "budget-memory", "eml-big-attachment", "docx-zip-bomb", "docx-xml-bomb", "pptx-xml-bomb"}
+        "txt-one-giant-word", "budget-memory", "eml-big-attachment", "docx-zip-bomb", "docx-xml-bomb",
+        "pptx-xml-bomb"}
 
 
 @pytest.fixture(scope="module")
