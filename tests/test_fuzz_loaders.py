@@ -36,7 +36,7 @@ def _seeds(folder: Path) -> dict[str, Path]:
                           title="Handbook", headings=["Leave", "VPN"]),
         "docx": F.make_docx(folder / "seed.docx", [("h1", "Leave"), ("p", "Employees get 25 days."),
                                                    ("table", [["Type", "Days"], ["Wedding", "3"]])]),
-        "xlsx": F.make_xlsx(folder / "seed.xlsx", {"People": [["Name", "Dept"], ["Alice", "HR"], ["Al", "IT"]],
+        "xlsx": F.make_xlsx(folder / "seed.xlsx", {"People": [["Name", "Dept"], ["Alice", "HR"]],
                                                    "Rooms": [["Room", "Floor"], ["301", 3]]}),
         "pptx": F.make_pptx(folder / "seed.pptx", [{"title": "Intro", "bullets": ["Robots"], "notes": "n"}]),
         "html": F.make_html(folder / "seed.html"),
