@@ -162,7 +162,8 @@ def store_cases(folder: Path) -> list[dict[str, Any]]:
         except KBError as exc:
             outcome = f"refused: {exc}"
             ok = member == "docstore.sqlite3"
-        damage_name = "deleted" if how is None else "cut in half" if isinstance(how, float) else "random bytes"
+        damage_name = ("deleted" if how is None else "cut in half" if isinstance(how, float)
+                       else "random bytes")
         rows.append({"name": name, "kind": "store", "what": f"{member}: {damage_name}", "outcome": outcome,
                      "seconds": time.perf_counter() - t0, "ok": ok})
     return rows
