@@ -11,10 +11,20 @@ logger = logging.getLogger(__name__)
 
 
 def resolve_device(requested: str = "auto", what: str = "model") -> str:
-    """The device to run ``what`` on. Does not import torch for an explicit device."""
-    if requested != "auto":
+    """The device to run ``what`` on. ``cuda`` or ``mps`` asked for but absent: ConfigError (one line;
+    falling back to the CPU would make a GPU set-up silently many times slower). ``cpu`` imports no torch."""
+    if requested == "cpu":
         return requested
     import torch
+
+    if requested != "auto":
+        found = (torch.cuda.is_available() if requested.startswith("cuda") else
+                 getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+                 if requested == "mps" else True)
+        if not found:
+            raise ConfigError(f"{what} device {requested!r} is not available on this machine (torch sees no "
+                              f"such device): set device = 'auto' or 'cpu'")
+        return requested
 
     if torch.cuda.is_available():
         device = "cuda"

@@ -40,15 +40,45 @@ _TOC_RE = re.compile(r"(?:\.\s?){4,}\s*\d+\s*$|[…·]{2,}\s*\d+\s*$")
 # headings: a section number ("5.2.1", "5.2.1.", "第3章") then a short title without an end mark
 _HEADING_RE = re.compile(r"^(?:\d+(?:\.\d+)+\.?|\d+\.|第[0-9一二三四五六七八九十百]+[章节部分])\s*\S")
 _END_MARK_RE = re.compile(r"[.!?;:。！？；：)）\]」』\"'”]\s*(?:\[\d+\])?$")
-# text written to steer an assistant rather than to inform a reader (prompt injection)
-_INSTRUCTION_RE = re.compile(
-    r"\b(?:ignore|disregard|forget)\b.{0,30}\b(?:previous|prior|above|all|earlier)\b.{0,20}"
-    r"\b(?:instructions?|prompts?|rules?|context)\b"
-    r"|\b(?:for|to) (?:every|any|all) (?:question|query|user)s?\b"
-    r"|\byou are (?:now|an? (?:ai|assistant|language model))\b|\bsystem prompt\b"
-    r"|\b(?:always|must) (?:answer|respond|reply|say)\b|\banswer (?:every|all|any)\b"
-    r"|忽略(?:之前|以上|前面|所有)的?(?:指令|指示|提示|规则)|(?:所有|任何|每个)问题的?答案(?:都|均)是|系统提示词",
-    re.IGNORECASE)
+# text written to steer an assistant rather than to inform a reader (prompt injection): each pattern needs a
+# sign that the assistant is addressed (an AI word, "every question ... the answer is", a chat-template
+# token), so that policy prose ("support must respond within 4 hours", "for every question about payroll,
+# contact HR", "you are now connected") is never mistaken for one (tests/test_injection.py holds both)
+_AI = r"(?:ai|a\.i\.|llms?|(?:large )?language models?|gpt[-\w.]*|chatgpt|ai assistants?)"
+_QUESTIONS = r"(?:questions?|quer(?:y|ies)|prompts?|requests?)"
+_INSTRUCTION_PATTERNS = (
+    # overriding what came before
+    r"\b(?:ignore|disregard|forget|override)\b[^.!?。]{0,40}\b(?:previous|prior|above|earlier|preceding|your|"
+    r"all|any|these|the)\b[^.!?。]{0,20}\b(?:instructions?|prompts?|rules|directions|guidelines|context)\b",
+    r"\b(?:ignore|disregard|forget)\s+(?:all\s+|everything\s+)?(?:the\s+)?(?:above|previous|prior|preceding)"
+    r"(?=\s*(?:and\b|,|;|:|\.|$))",
+    # notes addressed to the assistant, or telling it what it is
+    r"\b(?:note|notice|message|instructions?|attention|reminder)\s+(?:to|for)\s+(?:the\s+|any\s+|all\s+)?"
+    rf"(?:{_AI}|assistants?|chatbots?|bots?)\b",
+    rf"\bif you are an? (?:{_AI}|assistant|chatbot|bot|model)\b",
+    rf"\byou are (?:now\s+)?(?:an?\s+)?(?:{_AI}|assistant|chatbot|claude|dan)\b",
+    r"\byou are now (?:in|a|an)\b[^.!?]{0,30}\bmode\b",
+    rf"\b{_AI}\b[^.!?。]{{0,60}}\b(?:must|should|shall|will|need to|have to)\s+(?:always\s+)?"
+    r"(?:answer|respond|reply|say|output|print|write|tell)\b",
+    r"\bassistants?\s+(?:must|should|shall|will|need to|has to|have to)\s+(?:always\s+)?(?:say|output|print|"
+    r"claim|state|answer that)\b",
+    # one answer for every question
+    rf"\b(?:for|to)\s+(?:every|any|all|each)\s+{_QUESTIONS}\b[^.!?。]{{0,20}}\b(?:the\s+)?answers?\s+"
+    r"(?:is|are|should be|must be|will be)\b",
+    rf"\banswers?\s+(?:to|for)\s+(?:every|any|all|each)\s+{_QUESTIONS}\b[^.!?。]{{0,40}}\b(?:is|are)\b",
+    rf"\b(?:answer|respond|reply)\s+(?:to\s+)?(?:every|all|any|each)\s+{_QUESTIONS}\s+(?:only\s+)?with\b",
+    r"\b(?:whatever|no matter what)\s+the\s+user\s+(?:asks|says|wants|types|writes)\b",
+    # chat-template tokens and prompt extraction
+    r"<\|(?:im_start|im_end|system|user|assistant|endoftext)\|>|\[/?INST\]|<</?SYS>>",
+    r"^\s*#{2,}\s*(?:instruction|system|response)\b|\bsystem prompt\s*[:=]",
+    r"\b(?:reveal|print|show|repeat|output)\b[^.!?]{0,20}\b(?:system prompt|your instructions)\b",
+    # the same in Chinese
+    r"(?:忽略|无视|忘记|忘掉)[^。！？，]{0,8}(?:指令|指示|提示词|规则|设定)",
+    r"(?:所有|任何|每个|一切)的?问题的?(?:答案|回答)(?:都|均)?(?:是|为)",
+    r"无论用户(?:问|说|输入)(?:什么|啥)|(?:对|就)(?:所有|任何|每个)问题都?(?:回答|回复)|系统提示词",
+)
+_INSTRUCTION_RE = re.compile("|".join(f"(?:{p})" for p in _INSTRUCTION_PATTERNS),
+                             re.IGNORECASE | re.MULTILINE)
 
 
 def is_furniture(sentence: str) -> bool:

@@ -32,6 +32,7 @@ import numpy as np
 from .chunking import make_doc_id
 from .errors import KBError, LoaderError
 from .loaders import load_file, parser_version, walk
+from .loaders.limits import ParseLimits
 from .store.docstore import DocStore, DocumentRecord
 from .types import Chunk, FailedItem, IngestReport
 
@@ -73,6 +74,7 @@ class Scope:
     tags: list[str]
     max_bytes: int
     pdf_engine: str = "auto"
+    limits: ParseLimits | None = None
 
 
 @dataclass
@@ -152,8 +154,11 @@ def check_file(store: DocStore, entry: WalkEntry, scope: Scope, report: IngestRe
 def load_and_chunk(pending: Pending, chunker: Chunker, scope: Scope) -> Parsed:
     """Load one file and cut it into chunks; raises with the reason when it yields nothing to index."""
     t0 = time.perf_counter()
-    docs = load_file(Path(pending.source), max_bytes=scope.max_bytes, pdf_engine=scope.pdf_engine)
+    docs = load_file(Path(pending.source), max_bytes=scope.max_bytes, pdf_engine=scope.pdf_engine,
+                     limits=scope.limits)
     chunks = chunker.chunk(docs, pending.doc_id)
+    if scope.limits is not None:
+        scope.limits.check_chunks(len(chunks))
     if not chunks:
         raise LoaderError("no text to index after chunking")
     ftype = docs[0].metadata.get("file_type") if docs else None
@@ -298,7 +303,8 @@ class Ingestor:
         self.groups = sorted(set(groups or []))
         self.tags = sorted(set(tags or []))
         self.max_bytes = int(config.max_file_mb * 2**20)
-        self.scope = Scope(self.groups, self.tags, self.max_bytes, config.pdf_engine)
+        self.scope = Scope(self.groups, self.tags, self.max_bytes, config.pdf_engine,
+                           ParseLimits.from_config(config))
         self.show_progress = config.show_progress if show_progress is None else show_progress
         if self.show_progress is None:
             self.show_progress = logging.getLogger("kb_assistant").isEnabledFor(logging.INFO)

@@ -26,7 +26,12 @@ def load_jsonl_checked(path: str | os.PathLike[str], parse: Callable[..., tuple[
         raise ConfigError(f"{label} file not found: {path}") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    records, errors = parse(text.splitlines(), name=str(path))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {label} file ({exc.strerror or exc})") from None
+    try:
+        records, errors = parse(text.splitlines(), name=str(path))
+    except (ValueError, RecursionError) as exc:  # what json cannot hold: a 5,000-digit number, deep nesting
+        raise ConfigError(f"{path}: unreadable JSON ({type(exc).__name__}: {str(exc)[:80]})") from None
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ConfigError(errors[0] + more)

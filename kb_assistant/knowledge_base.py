@@ -1,6 +1,7 @@
 """The public facade: ``KnowledgeBase`` builds the stages from a directory and hands each its parts.
 
     kb = KnowledgeBase("path/to/kb")          # opens or creates; cheap, models load on first use
+    kb = KnowledgeBase("path/to/kb", create=False)   # opens an existing one only (what the CLI uses)
     report = kb.ingest(["docs/"])             # IngestReport (added/updated/unchanged/removed/failed)
     hits = kb.search("how do I set up the VPN?", k=5)
     answer = kb.ask("how do I set up the VPN?")
@@ -29,7 +30,7 @@ from .calibration import load_calibration
 from .chunking import Chunker, make_doc_id
 from .config import KBConfig
 from .errors import KBError
-from .store.docstore import DocStore
+from .store.docstore import DOCSTORE_FILE, DocStore, check_kb_dir, damaged
 from .store.indexes import Indexes
 from .store.manifest import check_embedder, read_manifest, write_manifest
 from .types import Hit, IngestReport
@@ -48,8 +49,9 @@ CONFIG_FILE = "config.toml"
 
 class KnowledgeBase:
     def __init__(self, path: str | os.PathLike[str], config: KBConfig | dict[str, Any] | None = None, *,
-                 adapter: str | os.PathLike[str] | None = None) -> None:
+                 adapter: str | os.PathLike[str] | None = None, create: bool = True) -> None:
         self.path = Path(path).expanduser()
+        check_kb_dir(self.path, create)  # KBError: a file, a lost docstore, not a KB (with create=False)
         self.path.mkdir(parents=True, exist_ok=True)
         cfg_file = self.path / CONFIG_FILE
         base = KBConfig.load(cfg_file) if cfg_file.exists() else KBConfig()
@@ -63,7 +65,7 @@ class KnowledgeBase:
         if self.manifest is None or not cfg_file.exists():
             self.config.save(cfg_file)
         self.adapter = adapter
-        self.docstore = DocStore(self.path / "docstore.sqlite3")
+        self.docstore = DocStore(self.path / DOCSTORE_FILE)
         self.indexes = Indexes(self.path, self.docstore, lambda: self.dim)
         self._retriever: Retriever | None = None
         self._chunker: Chunker | None = None
@@ -265,15 +267,19 @@ class KnowledgeBase:
         return self.retriever.search(query, k=k, groups=groups, filters=filters)
 
     def verify(self) -> dict[str, Any]:
-        """Consistency check of the on-disk state: docstore vs the saved index files.
+        """The on-disk state, not repaired (``kb verify``): docstore integrity, derived files, ids, ``ok``."""
+        return self.indexes.verify()
 
-        Returns counts of ids only in an index, ids only in the docstore, duplicates and ``ok``.
-        (Opening the knowledge base for search repairs such differences; this reports them.)
-        """
-        result = self.indexes.verify()
-        result["duplicate_positions"] = self.docstore.counts()["duplicate_positions"]
-        result["ok"] = not any(v for k, v in result.items() if k.startswith(("only_", "duplicate_")))
-        return result
+    def repair(self) -> dict[str, Any]:
+        """Rebuild every derived file from the docstore (``kb repair``), then :meth:`verify`. A damaged
+        docstore cannot be rebuilt: KBError (restore it from a backup)."""
+        with self._writer():
+            problem = self.docstore.check()
+            if problem != "ok":
+                raise damaged(self.docstore.path, problem)
+            rebuilt = self.indexes.rebuild()
+            self._reopen_indexes()
+        return {"rebuilt": rebuilt, **self.verify()}
 
     def documents(self) -> list[dict[str, Any]]:
         return [d.to_dict() for d in self.docstore.documents()]

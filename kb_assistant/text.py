@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 #: Han ideographs (unified, extension A, compatibility)
@@ -122,23 +123,30 @@ SENTENCE_END_RE = re.compile(r"(?:[.!?](?:\s*\[\d+\])*\s+|[。！？](?:\s*\[\d+
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """Spans (start, end) of the chunker's sentence units in ``text``, whitespace-trimmed, none empty."""
-    spans: list[tuple[int, int]] = []
+    return list(iter_sentence_spans(text))
+
+
+def iter_sentence_spans(text: str) -> Iterator[tuple[int, int]]:
+    """:func:`sentence_spans` one at a time (a long document never holds all its spans at once)."""
     start = 0
     for match in _UNIT_BOUNDARY_RE.finditer(text):
         end = match.end()
-        _append_trimmed(text, start, end, spans)
+        span = trim_span(text, start, end)
+        if span is not None:
+            yield span
         start = end
-    _append_trimmed(text, start, len(text), spans)
-    return spans
+    span = trim_span(text, start, len(text))
+    if span is not None:
+        yield span
 
 
-def _append_trimmed(text: str, start: int, end: int, out: list[tuple[int, int]]) -> None:
+def trim_span(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """``(start, end)`` without the whitespace at both ends; None when nothing is left."""
     while start < end and text[start].isspace():
         start += 1
     while end > start and text[end - 1].isspace():
         end -= 1
-    if end > start:
-        out.append((start, end))
+    return (start, end) if end > start else None
 
 
 def split_sentences(text: str, *, max_chars: int = 400) -> list[str]:

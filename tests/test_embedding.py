@@ -37,8 +37,8 @@ def test_device_selection(monkeypatch):
     import torch
 
     assert resolve_device("cpu") == "cpu"
-    assert resolve_device("cuda") == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("cuda") == "cuda"
     assert resolve_device("auto") == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)

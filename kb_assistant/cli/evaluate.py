@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from ..evaluation.qa import SPLITS
-from .common import EXIT_OK, open_kb
+from .common import EXIT_OK, dumps, fraction, open_kb, positive_int
 
 
 def _setup_eval(p: argparse.ArgumentParser) -> None:
@@ -15,9 +15,9 @@ def _setup_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kb", required=True, help="knowledge base directory")
     p.add_argument("--qa", required=True, help="QA file (JSONL)")
     p.add_argument("--split", choices=SPLITS, help="only the questions of this frozen split of the QA file")
-    p.add_argument("-k", type=int, default=10, help="hits per question (retrieval)")
+    p.add_argument("-k", type=positive_int, default=10, help="hits per question (retrieval)")
     p.add_argument("--group", action="append", metavar="NAME", help="caller's access groups")
-    p.add_argument("--limit", type=int, help="only the first N questions (answers)")
+    p.add_argument("--limit", type=positive_int, help="only the first N questions (answers)")
     p.add_argument("--adapter", help="LoRA adapter for the generator (answers)")
     p.add_argument("--json", action="store_true")
 
@@ -35,7 +35,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             kb.adapter = args.adapter
         report = evaluate_kb_answers(kb, args.qa, groups=args.group, limit=args.limit,
                                      show_progress=not args.json, split=args.split)
-    print(json.dumps(report.to_dict(), ensure_ascii=False, indent=2) if args.json else report.format_table())
+    print(dumps(report.to_dict()) if args.json else report.format_table())
     return EXIT_OK
 
 
@@ -45,10 +45,10 @@ def _setup_calibrate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", choices=SPLITS, help="fit on this frozen split only (normally: tune)")
     from ..evaluation.metrics import MAX_FALSE_UNKNOWN, TARGET_UNKNOWN_RECALL
 
-    p.add_argument("--target-unknown-recall", type=float, default=TARGET_UNKNOWN_RECALL,
+    p.add_argument("--target-unknown-recall", type=fraction, default=TARGET_UNKNOWN_RECALL,
                    help="share of unanswerable questions the gate must refuse "
                         f"(default {TARGET_UNKNOWN_RECALL})")
-    p.add_argument("--max-false-unknown", type=float, default=MAX_FALSE_UNKNOWN,
+    p.add_argument("--max-false-unknown", type=fraction, default=MAX_FALSE_UNKNOWN,
                    help="largest share of answerable questions the gate may refuse, when a threshold "
                         f"meets both targets (default {MAX_FALSE_UNKNOWN})")
     p.add_argument("--json", action="store_true")

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import EXIT_OK
+from .common import EXIT_OK, positive_int
 
 logger = logging.getLogger("kb_assistant.cli")
 
@@ -53,7 +53,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from ..finetune.examples import save_examples
     from ..knowledge_base import KnowledgeBase
 
-    kb = KnowledgeBase(args.kb)
+    kb = KnowledgeBase(args.kb, create=False)
     qc = _query_config(kb)
     cfg = DataGenConfig(n=args.n, seed=args.seed, unknown_fraction=args.unknown_fraction, k=qc.k,
                         evidence_sentences=qc.evidence_sentences, max_context_tokens=qc.max_context_tokens,
@@ -127,7 +127,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = _train_config(args)
     examples = load_examples(args.data)
-    kb = KnowledgeBase(args.kb)
+    kb = KnowledgeBase(args.kb, create=False)
     model_path = _model_path(args, kb)
     result = train(examples, model_path, args.out, cfg, resume=args.resume, show_progress=_progress(args),
                    manifest_extra={"data_file": str(Path(args.data).resolve()),
@@ -147,7 +147,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from ..finetune.train import split_examples
     from ..knowledge_base import KnowledgeBase
 
-    kb = KnowledgeBase(args.kb)
+    kb = KnowledgeBase(args.kb, create=False)
     manifest = read_manifest(args.adapter)
     heldout: list[Any] = []
     data = args.data or manifest.get("data_file")
@@ -175,7 +175,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
     p = sub.add_parser("prepare", help="build RAFT-style training data from a knowledge base")
     p.add_argument("--kb", required=True, help="knowledge base directory")
     p.add_argument("--out", required=True, help="output .jsonl (inspect and edit it before training)")
-    p.add_argument("--n", type=int, default=300, help="number of examples (default 300)")
+    p.add_argument("--n", type=positive_int, default=300, help="number of examples (default 300)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--unknown-fraction", type=float, default=0.12, help="share of 'unknown' examples")
     p.add_argument("--gold-first", type=float, default=0.8,

@@ -85,6 +85,23 @@ class IngestConfig(Settings):
                                   "`pdfium` or `pypdf`")
     queue_mb: float = setting(64.0, lo=1, hi=100_000, doc="text parsed ahead of embedding, at most (MB)")
     engine: str = setting("local", choices=("local", "ray"), doc="`local` (in process) or `ray` (a cluster)")
+    parse_in_subprocess: bool = setting(True, doc="parse each file in a child process, killed past "
+                                                  "`parse_timeout_s`, under `parse_memory_mb` (false: in the "
+                                                  "ingesting process, the caps below only)")
+    parse_timeout_s: float = setting(300.0, lo=0, hi=86_400,
+                                     doc="seconds one file may take to parse, OCR included (0: no limit)")
+    parse_memory_mb: float = setting(2048.0, lo=0, hi=1_000_000,
+                                     doc="memory (data segment) of the parser process, in MB (0: no limit)")
+    max_pages: int = setting(10_000, lo=1, hi=10_000_000, doc="PDF pages, PPTX slides or XLSX sheets of "
+                                                                "one file")
+    max_unzipped_mb: float = setting(100.0, lo=1, hi=100_000,
+                                     doc="unzipped size of an Office file, all parts together (zip bombs)")
+    max_xml_mb: float = setting(32.0, lo=1, hi=100_000,
+                                doc="one XML part of a DOCX or PPTX, unzipped (parsed whole; XLSX sheets are "
+                                    "streamed and exempt)")
+    max_text_chars: int = setting(64_000_000, lo=1_000, hi=10_000_000_000,
+                                  doc="characters of text extracted from one file")
+    max_chunks: int = setting(100_000, lo=1, hi=100_000_000, doc="chunks made from one file")
 
 
 @dataclass

@@ -7,18 +7,20 @@ import logging
 import re
 import unicodedata
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from kb_assistant.errors import CorruptFile, EmptyFile, FileTooLarge
+from kb_assistant.loaders.limits import DEFAULT_LIMITS, ParseLimits, mb, raise_hint
 from kb_assistant.text import detect_lang
 from kb_assistant.types import Document
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 50 * 2**20
-#: Office files (zip containers) whose members add up to more than this are refused as zip bombs.
-MAX_UNZIPPED_BYTES = 100 * 2**20
+#: Office files (zip containers) with more members than this are refused (real ones have hundreds)
+MAX_ZIP_MEMBERS = 50_000
 
 _CTRL_RE = re.compile("[\x00-\x08\x0b\x0e-\x1f\x7f]")
 _SPACES_RE = re.compile(r"[ \t\u00a0\u2000-\u200b\u3000\u202f\u205f\ufeff]+")
@@ -69,8 +71,14 @@ def check_size(path: Path, max_bytes: int) -> int:
     return size
 
 
-def check_zip(path: Path, kind: str, required: str, max_unzipped: int = MAX_UNZIPPED_BYTES) -> None:
-    """Validate an OOXML container before a library opens it: a zip, has ``required``, not a bomb."""
+def check_zip(path: Path, kind: str, required: str, limits: ParseLimits = DEFAULT_LIMITS, *,
+              streamed: str | None = None) -> None:
+    """Validate an OOXML container before a library opens it: a zip, has ``required``, not a bomb.
+
+    Refused: members adding up to more than ``limits.max_unzipped_mb``, more than
+    :data:`MAX_ZIP_MEMBERS` members, and an XML part larger than ``limits.max_xml_mb`` (parts under the
+    ``streamed`` prefix, read row by row, are exempt).
+    """
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
@@ -78,9 +86,18 @@ def check_zip(path: Path, kind: str, required: str, max_unzipped: int = MAX_UNZI
         raise CorruptFile(f"not a valid {kind} (not a zip archive)") from None
     except (OSError, ValueError, RuntimeError) as exc:
         raise CorruptFile(f"not a valid {kind} ({one_line(exc)})") from None
+    if len(infos) > MAX_ZIP_MEMBERS:
+        raise CorruptFile(f"{kind} has more than {MAX_ZIP_MEMBERS:,} parts (zip bomb?)")
     total = sum(i.file_size for i in infos)
-    if total > max_unzipped:
-        raise CorruptFile(f"{kind} expands to more than {max_unzipped // 2**20} MB (zip bomb?)")
+    if total > limits.max_unzipped_mb * 2**20:
+        raise CorruptFile(f"{kind} expands to more than {mb(limits.max_unzipped_mb)} (zip bomb?) "
+                          f"{raise_hint('max_unzipped_mb')}")
+    for info in infos:
+        name = info.filename
+        if (name.endswith((".xml", ".rels")) and info.file_size > limits.max_xml_mb * 2**20
+                and not (streamed and name.startswith(streamed))):
+            raise FileTooLarge(f"{kind} part {name[:60]} is {format_mb(info.file_size)} of XML, more than "
+                               f"{mb(limits.max_xml_mb)} {raise_hint('max_xml_mb')}")
     names = {i.filename for i in infos}
     if required not in names:
         raise CorruptFile(f"not a valid {kind} (zip archive without {required})")
@@ -108,12 +125,17 @@ def finish(docs: list[Document], what: str = "no extractable text") -> list[Docu
 
 def render_row(header: list[str], row: list[Any]) -> str:
     """Render a table row as ``"Name: Alice; Dept: HR"`` (falls back to ``a | b`` without header)."""
+    return render_cells(dict(enumerate(header)), enumerate(row))
+
+
+def render_cells(header: dict[int, str], cells: Iterable[tuple[int, Any]]) -> str:
+    """:func:`render_row` of a sparse row: ``(column, value)`` pairs, header names by column."""
     parts = []
-    for i, value in enumerate(row):
+    for i, value in cells:
         cell = format_cell(value)
         if not cell:
             continue
-        key = header[i] if i < len(header) and header[i] else ""
+        key = header.get(i, "")
         parts.append(f"{key}: {cell}" if key else cell)
     return "; ".join(parts)
 

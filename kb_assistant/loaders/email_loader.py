@@ -12,6 +12,7 @@ from kb_assistant.errors import CorruptFile
 from kb_assistant.loaders.base import finish, make_document, one_line
 from kb_assistant.loaders.cleanup import normalize_cjk
 from kb_assistant.loaders.html_loader import html_to_text
+from kb_assistant.loaders.limits import DEFAULT_LIMITS, ParseLimits
 from kb_assistant.types import Document
 
 logger = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ logger = logging.getLogger(__name__)
 _HEADERS = ("From", "To", "Cc", "Date")
 
 
-def load_eml(path: Path) -> list[Document]:
+def load_eml(path: Path, *, limits: ParseLimits = DEFAULT_LIMITS) -> list[Document]:
     data = path.read_bytes()
     try:
         msg = email.message_from_bytes(data, policy=policy.default)

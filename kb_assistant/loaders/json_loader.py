@@ -10,6 +10,7 @@ from typing import Any
 from kb_assistant.errors import CorruptFile
 from kb_assistant.loaders.base import finish, format_cell, make_document
 from kb_assistant.loaders.encoding import decode_bytes
+from kb_assistant.loaders.limits import DEFAULT_LIMITS, ParseLimits
 from kb_assistant.types import Document
 
 logger = logging.getLogger(__name__)
@@ -17,7 +18,7 @@ logger = logging.getLogger(__name__)
 MAX_DEPTH = 30
 
 
-def load_json(path: Path) -> list[Document]:
+def load_json(path: Path, *, limits: ParseLimits = DEFAULT_LIMITS) -> list[Document]:
     text, _ = decode_bytes(path.read_bytes(), path.suffix.lower() or ".json")
     try:
         data = json.loads(text)
@@ -34,7 +35,7 @@ def load_json(path: Path) -> list[Document]:
     return _records(items, path)
 
 
-def load_jsonl(path: Path) -> list[Document]:
+def load_jsonl(path: Path, *, limits: ParseLimits = DEFAULT_LIMITS) -> list[Document]:
     text, _ = decode_bytes(path.read_bytes(), path.suffix.lower() or ".jsonl")
     return _records(_parse_lines(text, path), path)
 

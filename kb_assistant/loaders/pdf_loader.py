@@ -23,6 +23,7 @@ from kb_assistant.loaders import ocr
 from kb_assistant.loaders.base import make_document, normalize_text, one_line
 from kb_assistant.loaders.cleanup import full_line_width, normalize_cjk
 from kb_assistant.loaders.furniture import strip_furniture
+from kb_assistant.loaders.limits import DEFAULT_LIMITS, ParseLimits
 from kb_assistant.types import Document
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ _SOFT_HYPHEN = re.compile(r"(\w+)[\x02\ufffe](\w+)")
 _NEEDS_PASSWORD = "encrypted PDF: needs a password (not supported)"
 
 
-def load_pdf(path: Path, *, engine: str = "auto") -> list[Document]:
+def load_pdf(path: Path, *, engine: str = "auto", limits: ParseLimits = DEFAULT_LIMITS) -> list[Document]:
     """Load a PDF page by page; raises CorruptFile, EncryptedFile or EmptyFile with a one-line reason."""
     if engine not in PDF_ENGINES:
         raise ConfigError(f"pdf_engine must be one of {', '.join(PDF_ENGINES)}; got {engine!r}")
@@ -45,7 +46,7 @@ def load_pdf(path: Path, *, engine: str = "auto") -> list[Document]:
         raise _open_error(pdfium_error, reader_error)
     try:
         with PDFIUM_LOCK:
-            texts, engines = _extract(pdfium, reader if engine != "pdfium" else None, path.name)
+            texts, engines = _extract(pdfium, reader if engine != "pdfium" else None, path.name, limits)
             headings = _pdfium_outline(pdfium) if pdfium is not None else None
         if pdfium is None and any(t is not None and not t.strip() for t in texts):
             pdfium, _ = _open_pdfium(path)  # pypdf engine: PDFium only renders the scanned pages for OCR
@@ -103,11 +104,13 @@ def _open_error(pdfium_error: str | None, reader_error: str | None) -> Exception
     return EncryptedFile(reason) if reason.startswith("encrypted") else CorruptFile(reason)
 
 
-def _extract(pdfium: Any, reader: Any, name: str) -> tuple[list[str | None], list[str]]:
+def _extract(pdfium: Any, reader: Any, name: str,
+             limits: ParseLimits) -> tuple[list[str | None], list[str]]:
     """Raw text of every page (None: unreadable) and the engine that read it."""
     texts: list[str | None] = []
     engines: list[str] = []
     n_pages = len(pdfium) if pdfium is not None else _pypdf_page_count(reader)
+    limits.check_pages(n_pages, "PDF pages")
     for index in range(n_pages):
         text = _pdfium_page_text(pdfium, index, name) if pdfium is not None else None
         used = "pdfium"

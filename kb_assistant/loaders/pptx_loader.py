@@ -8,13 +8,14 @@ from typing import Any
 
 from kb_assistant.errors import CorruptFile
 from kb_assistant.loaders.base import check_zip, finish, make_document, one_line, render_row
+from kb_assistant.loaders.limits import DEFAULT_LIMITS, ParseLimits
 from kb_assistant.types import Document
 
 logger = logging.getLogger(__name__)
 
 
-def load_pptx(path: Path) -> list[Document]:
-    check_zip(path, "PPTX", "ppt/presentation.xml")
+def load_pptx(path: Path, *, limits: ParseLimits = DEFAULT_LIMITS) -> list[Document]:
+    check_zip(path, "PPTX", "ppt/presentation.xml", limits)
     from pptx import Presentation
 
     try:
@@ -22,6 +23,7 @@ def load_pptx(path: Path) -> list[Document]:
     except Exception as exc:  # noqa: BLE001 - parsers raise arbitrary types on bad input
         raise CorruptFile(f"not a valid PPTX ({one_line(exc)})") from None
     docs: list[Document] = []
+    limits.check_pages(len(prs.slides), "PPTX slides")
     for number, slide in enumerate(prs.slides, start=1):
         try:
             docs.append(_slide_document(slide, number))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kb_assistant.errors import CorruptFile, EmptyFile, LoaderError, UnsupportedFormat
 from kb_assistant.loaders.base import DEFAULT_MAX_BYTES, check_size, one_line
+from kb_assistant.loaders.limits import DEFAULT_LIMITS, ParseLimits
 from kb_assistant.types import Document
 
 logger = logging.getLogger(__name__)
@@ -120,12 +121,9 @@ def detect_format(path: Path, head: bytes) -> str:
     raise UnsupportedFormat(f"unsupported file type '{suffix or path.name}' (supported: {supported})")
 
 
-def load_file(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
-              pdf_engine: str = "auto") -> list[Document]:
-    """Load one file into Documents; raises a :class:`LoaderError` subclass with a one-line reason.
-
-    ``pdf_engine``: "auto" (PDFium, pypdf where PDFium fails), "pdfium" or "pypdf" (``[ingest] pdf_engine``).
-    """
+def load_inline(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES, pdf_engine: str = "auto",
+                limits: ParseLimits = DEFAULT_LIMITS) -> list[Document]:
+    """:func:`load_file` in this process (the body of the parser process, too): structural caps only."""
     path = Path(path)
     try:
         if path.is_dir():
@@ -145,10 +143,12 @@ def load_file(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
     loader = _loaders()[fmt]
     options = {"engine": pdf_engine} if fmt == "pdf" else {}
     try:
-        docs = loader(path, **options)
+        docs = loader(path, limits=limits, **options)
     except LoaderError:
         raise
     except MemoryError:
+        if limits.isolate:  # the parser process reports its memory budget
+            raise
         raise CorruptFile(f"{fmt.upper()} needs too much memory to parse") from None
     except RecursionError:
         raise CorruptFile(f"not a valid {fmt.upper()} (nested too deeply)") from None
@@ -159,4 +159,5 @@ def load_file(path: str | Path, *, max_bytes: int = DEFAULT_MAX_BYTES,
         raise CorruptFile(f"not a valid {fmt.upper()} ({type(exc).__name__}: {one_line(exc)})") from None
     if not docs:
         raise EmptyFile("no extractable text")
+    limits.check_text(sum(len(d.text) for d in docs))
     return docs

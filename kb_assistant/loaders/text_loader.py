@@ -9,6 +9,7 @@ from pathlib import Path
 from kb_assistant.loaders.base import finish, make_document
 from kb_assistant.loaders.cleanup import full_line_width, normalize_cjk
 from kb_assistant.loaders.encoding import decode_bytes
+from kb_assistant.loaders.limits import DEFAULT_LIMITS, ParseLimits
 from kb_assistant.types import Document
 
 _ATX_RE = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$")
@@ -16,12 +17,12 @@ _FENCE_RE = re.compile(r"^ {0,3}(```|~~~)")
 _SETEXT_RE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 
 
-def load_txt(path: Path) -> list[Document]:
+def load_txt(path: Path, *, limits: ParseLimits = DEFAULT_LIMITS) -> list[Document]:
     text, encoding = decode_bytes(path.read_bytes(), path.suffix.lower() or ".txt")
     return finish([make_document(normalize_cjk(text), "txt", encoding=encoding)], "text file has no text")
 
 
-def load_markdown(path: Path) -> list[Document]:
+def load_markdown(path: Path, *, limits: ParseLimits = DEFAULT_LIMITS) -> list[Document]:
     text, encoding = decode_bytes(path.read_bytes(), path.suffix.lower() or ".md")
     sections = split_markdown(text)
     width = full_line_width(text.splitlines())  # of the whole file: one section is too short to tell

@@ -1,7 +1,9 @@
 """Folder walker: deterministic, never raises for one bad file, survives symlink loops.
 
-Every problem (unreadable file or folder, file vanished mid-walk, too large, broken link) comes back
-as a :class:`WalkEntry` with ``error`` set, so an ingest can report it and carry on.
+Every problem (unreadable file or folder, file vanished mid-walk, too large, broken link, a symlink
+leading out of the walked folder, a FIFO or device) comes back as a :class:`WalkEntry` with ``error``
+set, so an ingest can report it and carry on. Symlinks inside a walked folder are followed only while
+they stay inside it; a path named explicitly is always followed.
 """
 
 from __future__ import annotations
@@ -61,6 +63,20 @@ def walk(
         yield from state.walk_root(Path(root))
 
 
+def special_kind(mode: int) -> str:
+    """What a non-regular, non-folder file is, for the reason: "a named pipe", "a character device"..."""
+    for test, kind in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a special file"
+
+
+def _inside(path: Path, root_real: str) -> bool:
+    real = os.path.realpath(path)
+    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+
+
 class _WalkState:
     def __init__(self, include: list[str], exclude: list[str], max_bytes: int) -> None:
         self.include = include
@@ -68,6 +84,7 @@ class _WalkState:
         self.max_bytes = max_bytes
         self.seen_dirs: set[str] = set()
         self.seen_files: set[str] = set()
+        self.root_real = ""
 
     def walk_root(self, root: Path) -> Iterator[WalkEntry]:
         try:
@@ -80,6 +97,7 @@ class _WalkState:
             yield WalkEntry(root, f"cannot access: {exc.strerror or exc}")
             return
         if stat.S_ISDIR(st.st_mode):
+            self.root_real = os.path.realpath(root)
             yield from self._walk_dir(root, root)
         else:
             entry = self._file_entry(root)
@@ -125,17 +143,27 @@ class _WalkState:
                     continue
                 yield WalkEntry(path, f"cannot access: {exc.strerror or exc}")
                 continue
-            if stat.S_ISDIR(st.st_mode):
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if path.is_symlink() and not _inside(path, self.root_real):
+                if is_dir or self._wanted(path, rel, name):
+                    yield WalkEntry(path, "symlink to a path outside the ingested folder: not followed")
+                continue
+            if is_dir:
                 yield from self._walk_dir(path, root)
+            elif not self._wanted(path, rel, name):
+                continue
             elif stat.S_ISREG(st.st_mode):
-                if self.include:
-                    if not _match(self.include, rel, name):
-                        continue
-                elif path.suffix.lower() not in SUFFIXES:
-                    continue
                 entry = self._file_entry(path)
                 if entry is not None:
                     yield entry
+            else:
+                yield WalkEntry(path, f"not a regular file ({special_kind(st.st_mode)}): skipped")
+
+    def _wanted(self, path: Path, rel: str, name: str) -> bool:
+        """Whether a file of this name would be ingested (``include`` globs, else a supported suffix)."""
+        if self.include:
+            return _match(self.include, rel, name)
+        return path.suffix.lower() in SUFFIXES
 
     def _file_entry(self, path: Path) -> WalkEntry | None:
         """Stat and check one file right before yielding it (late, so vanished files are caught)."""
@@ -150,7 +178,7 @@ class _WalkState:
         except OSError as exc:
             return WalkEntry(path, f"cannot access: {exc.strerror or exc}")
         if not stat.S_ISREG(st.st_mode):
-            return WalkEntry(path, "not a regular file")
+            return WalkEntry(path, f"not a regular file ({special_kind(st.st_mode)}): skipped")
         if st.st_size > self.max_bytes:
             return WalkEntry(path, size_limit_message(st.st_size, self.max_bytes))
         if not os.access(path, os.R_OK):

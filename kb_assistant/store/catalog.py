@@ -52,10 +52,22 @@ def _as_time(value: Any) -> float:
 
 
 def check_filters(filters: dict[str, Any] | None) -> None:
+    """Known keys, and values of the right type: a time for ``mtime_*``, else a string or list of strings."""
+    if filters is not None and not isinstance(filters, dict):
+        raise ConfigError(f"search filters must be a mapping of filter -> value; got "
+                          f"{type(filters).__name__}")
     unknown = set(filters or {}) - set(FILTER_KEYS)
     if unknown:
-        raise ConfigError(f"unknown search filter(s) {', '.join(sorted(unknown))}; "
+        raise ConfigError(f"unknown search filter(s) {', '.join(sorted(map(str, unknown)))}; "
                           f"allowed: {', '.join(FILTER_KEYS)}")
+    for key, value in (filters or {}).items():
+        if key.startswith("mtime_"):  # the text of a time is parsed (and refused) where it is used
+            if isinstance(value, (list, dict, bool)) or value is None:
+                raise ConfigError(f"search filter {key!r} must be epoch seconds or ISO 8601; got "
+                                  f"{str(value)[:40]!r}")
+        elif not all(isinstance(v, str) for v in (value if isinstance(value, list) else [value])):
+            raise ConfigError(f"search filter {key!r} must be a string or a list of strings; got "
+                              f"{str(value)[:40]!r}")
 
 
 def _source_ok(path: str, patterns: list[str]) -> bool:

@@ -3,6 +3,10 @@
 SQLite is the source of truth. Each file's change (its document row, chunks and vectors) commits in one
 transaction, so a crash leaves every file either fully old or fully new. The FAISS and BM25 indexes are
 derived from this store and reconciled with it when they are opened.
+
+Because nothing can rebuild it, opening checks it: :func:`check_kb_dir` refuses a directory whose
+manifest says documents were ingested but whose docstore is gone, and a damaged file fails with a
+one-line :class:`~kb_assistant.errors.KBError` instead of a raw ``sqlite3.DatabaseError``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import KBError
+from .manifest import MANIFEST
+
 SCHEMA_VERSION = 1
+DOCSTORE_FILE = "docstore.sqlite3"
+#: SQLite's "the file is damaged" (SQLITE_CORRUPT) and "not a database" (SQLITE_NOTADB)
+DAMAGED_CODES = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -83,11 +93,48 @@ class ChunkRow:
     groups: list[str]
 
 
+def check_kb_dir(path: Path, create: bool = True) -> None:
+    """Refuse, with one line, what cannot be opened as a knowledge base: a file; a directory whose
+    manifest says documents were ingested but whose docstore is missing or empty (the indexes cannot be
+    rebuilt without it); and, with ``create`` False, anything that is not a knowledge base yet."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise KBError(f"{path} is a file, not a knowledge base directory")
+    store = path / DOCSTORE_FILE
+    missing = not store.exists() or store.stat().st_size == 0
+    if missing and (path / MANIFEST).exists():
+        raise KBError(f"{path}: {DOCSTORE_FILE} is missing or empty although documents were ingested; "
+                      "restore it from a backup, or re-ingest into a new directory")
+    if missing and not create:
+        what = "does not exist" if not path.exists() else "is not a knowledge base (no docstore.sqlite3)"
+        raise KBError(f"{path} {what}: create it with `kb init` or `kb ingest FILES --kb DIR`")
+
+
+def damaged(path: Path, why: object) -> KBError:
+    """The one-line error of a damaged docstore (``why``: SQLite's error or integrity-check message)."""
+    return KBError(f"{path}: the docstore is damaged ({why}); restore it from a backup, or re-ingest into "
+                   "a new directory (`kb verify` checks it)")
+
+
+def is_damage(exc: BaseException) -> bool:
+    """Whether a sqlite3 error says the file is damaged (not: locked, read-only, a constraint)."""
+    return isinstance(exc, sqlite3.DatabaseError) and getattr(exc, "sqlite_errorname", "") in DAMAGED_CODES
+
+
 class DocStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.conn = sqlite3.connect(str(self.path), timeout=60, isolation_level=None,
                                     check_same_thread=False)
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            self.conn.close()
+            if is_damage(exc):
+                raise damaged(self.path, exc) from None
+            raise
+
+    def _open(self) -> None:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("PRAGMA foreign_keys=ON")
@@ -97,6 +144,16 @@ class DocStore:
         if self.get_meta("schema_version") is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
             self.set_meta("version", "0")
+
+    def check(self) -> str:
+        """SQLite's integrity check of the whole file: ``"ok"`` or its first complaint (reads every page)."""
+        try:
+            row = self.conn.execute("PRAGMA quick_check(1)").fetchone()
+        except sqlite3.DatabaseError as exc:
+            if is_damage(exc):
+                return str(exc)
+            raise
+        return str(row[0]) if row else "no answer"
 
     # -- meta ---------------------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
