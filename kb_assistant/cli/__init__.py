@@ -4,7 +4,7 @@ Exit status: 0 success; 1 error; 2 usage error; 3 ``kb ingest`` finished but som
 (they are listed; everything else was ingested).
 
 Sub-commands live in one module each (``documents``, ``answers``, ``evaluate``, ``finetune``,
-``serve``); each exports ``COMMANDS``: ``(name, help, setup(parser), run(args) -> exit code)``, and
+``tune``, ``serve``); each exports ``COMMANDS``: ``(name, help, setup(parser), run(args) -> exit code)``, and
 :data:`COMMANDS` below is the one table of them all.
 """
 
@@ -18,13 +18,13 @@ from collections.abc import Sequence
 
 from .._version import __version__
 from ..errors import KBError
-from . import answers, documents, evaluate, finetune, serve
+from . import answers, documents, evaluate, finetune, serve, tune
 from .common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
 __all__ = ["COMMANDS", "EXIT_ERROR", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "build_parser", "main"]
 
 COMMANDS = [*documents.COMMANDS, *answers.COMMANDS, *evaluate.COMMANDS, *finetune.COMMANDS,
-            *serve.COMMANDS]
+            *tune.COMMANDS, *serve.COMMANDS]
 
 
 def build_parser() -> argparse.ArgumentParser:
