@@ -69,6 +69,15 @@ class Budget:
         """Seconds kept for what follows training."""
         return AFTER_FACTOR * before_s + gate_searches * retrieve_s * 1.2 + SAVE_S
 
+    def train_steps(self, sec_per_step: float, *, reserve: float, eval_every: int, n_val: int,
+                    batch_size: int, cap: int) -> int:
+        """Steps that fit in the time left once ``reserve`` is kept (recorded in :attr:`plan`)."""
+        left = self.left() - reserve
+        steps = steps_that_fit(left, sec_per_step, eval_every=eval_every, n_val=n_val, batch_size=batch_size,
+                               cap=cap)
+        self.plan.update(sec_per_step=round(sec_per_step, 3), train_s_left=round(left, 1), steps=steps)
+        return steps
+
 
 def steps_that_fit(seconds: float, sec_per_step: float, *, eval_every: int, n_val: int, batch_size: int,
                    cap: int) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import KBError
 from ..settings import Settings, setting
 from ..storage_utils import atomic_write_json
-from .budget import GATE_SEARCHES_PER_PROBE, Budget, epoch_cap, eval_interval, steps_that_fit
+from .budget import GATE_SEARCHES_PER_PROBE, Budget, epoch_cap, eval_interval
 
 logger = logging.getLogger(__name__)
 
@@ -207,10 +207,8 @@ def tune(kb: Any, config: TuneConfig | None = None, *, show_progress: bool | Non
                            reserve_s=round(reserve, 1), examples=len(examples), device=device)
 
         def plan(sec_per_step: float) -> int:
-            left = budget.left() - reserve
-            steps = steps_that_fit(left, sec_per_step, eval_every=every, n_val=n_val, batch_size=batch,
-                                   cap=cap)
-            budget.plan.update(sec_per_step=round(sec_per_step, 3), train_s_left=round(left, 1), steps=steps)
+            steps = budget.train_steps(sec_per_step, reserve=reserve, eval_every=every, n_val=n_val,
+                                       batch_size=batch, cap=cap)
             if steps < 10:
                 logger.warning("the budget leaves time for %d training steps only (raise --budget-minutes)",
                                steps)
