@@ -174,6 +174,7 @@ def tiny_kb(tmp_path_factory):
 
 class _Generator:
     model_path = Path("/models/base")
+    adapter = None
 
     @staticmethod
     def count_tokens(text: str) -> int:

@@ -74,6 +74,8 @@ class TuneReport:
     gate: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     probes: list[dict[str, Any]] = field(default_factory=list)
+    #: the adapter the *before* answers used (None: the base generator)
+    baseline_adapter: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,6 +121,36 @@ def _refit_gate(kb: Any, held_rows: set[int]) -> tuple[dict[str, Any] | None, di
     return {"models": {lang: m.to_dict() for lang, m in models.items()}, "report": report}, report
 
 
+def _train(examples: list[Any], model_path: Path, out: Path, cfg: TuneConfig, budget: Budget, reserve: float,
+           show: bool, kb_path: Path) -> Any:
+    """The LoRA adapter trained into ``out``: as many steps as fit the budget once ``reserve`` seconds are
+    kept, ``cfg.steps`` and ``cfg.max_epochs`` passes at most."""
+    from ..finetune.train import TrainConfig, train
+
+    batch = TRAIN_SETTINGS["batch_size"]
+    n_val = min(TRAIN_SETTINGS["max_val_examples"],  # as train's split_examples holds them out
+                max(1, round(len(examples) * TRAIN_SETTINGS["val_fraction"])))
+    cap = min(cfg.steps, epoch_cap(len(examples) - n_val, batch, cfg.max_epochs))
+    every = eval_interval(min(cap, budget.prior_steps(cap)))
+    budget.plan.update(budget_s=budget.seconds, steps_cap=cap, eval_every=every, reserve_s=round(reserve, 1),
+                       examples=len(examples), device=budget.device)
+
+    def plan(sec_per_step: float) -> int:
+        steps = budget.train_steps(sec_per_step, reserve=reserve, eval_every=every, n_val=n_val,
+                                   batch_size=batch, cap=cap)
+        if steps < 10:
+            logger.warning("the budget leaves time for %d training steps only (raise --budget-minutes)",
+                           steps)
+        return steps
+
+    train_cfg = TrainConfig(**TRAIN_SETTINGS, max_steps=cap, eval_every=every, save_every=every,
+                            top_layers=cfg.top_layers, threads=cfg.threads, seed=cfg.seed)
+    result = train(examples, model_path, out, train_cfg, show_progress=show, plan=plan,
+                   manifest_extra={"kb": str(kb_path.resolve()), "made_by": "kb tune"})
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a tune run is not resumed
+    return result
+
+
 def _languages(kb: Any) -> int:
     return len({lang or "en" for lang in kb.docstore.catalog_rows()[2]})
 
@@ -131,7 +163,6 @@ def tune(kb: Any, config: TuneConfig | None = None, *, show_progress: bool | Non
     from ..devices import resolve_device
     from ..finetune.adapters import update_metrics
     from ..finetune.data import DataGenConfig, generate_examples
-    from ..finetune.train import TrainConfig, train
     from .heldout import eval_probes, hold_out
     from .measure import ask_probes, decide, probe_metrics
 
@@ -166,6 +197,7 @@ def tune(kb: Any, config: TuneConfig | None = None, *, show_progress: bool | Non
         before_engine = kb.engine_with()
         generator = before_engine.generator
         model_path = generator.model_path
+        baseline = str(generator.adapter) if generator.adapter else None
         done("probes", t0)
 
         # 2. training data from the other chunks (and no chunk holding a probe's sentence)
@@ -194,31 +226,11 @@ def tune(kb: Any, config: TuneConfig | None = None, *, show_progress: bool | Non
         # 4. training, sized to the budget once seconds per step are measured
         stage("train")
         t0 = time.perf_counter()
-        batch = TRAIN_SETTINGS["batch_size"]
-        n_val = min(TRAIN_SETTINGS["max_val_examples"],
-                    max(1, round(len(examples) * TRAIN_SETTINGS["val_fraction"])))
-        cap = min(cfg.steps, epoch_cap(len(examples) - n_val, batch, cfg.max_epochs))
-        every = eval_interval(min(cap, budget.prior_steps(cap)))
         gate_skip = _gate_skipped(kb, cfg)
         gate_searches = 0 if gate_skip else int(GATE_SEARCHES_PER_PROBE * kb.config.gate.probes
                                                 * _languages(kb))
         reserve = budget.reserve(timings["before"], gate_searches, (before.get("retrieve_ms") or 0.0) / 1000)
-        budget.plan.update(budget_s=budget.seconds, steps_cap=cap, eval_every=every,
-                           reserve_s=round(reserve, 1), examples=len(examples), device=device)
-
-        def plan(sec_per_step: float) -> int:
-            steps = budget.train_steps(sec_per_step, reserve=reserve, eval_every=every, n_val=n_val,
-                                       batch_size=batch, cap=cap)
-            if steps < 10:
-                logger.warning("the budget leaves time for %d training steps only (raise --budget-minutes)",
-                               steps)
-            return steps
-
-        train_cfg = TrainConfig(**TRAIN_SETTINGS, max_steps=cap, eval_every=every, save_every=every,
-                                top_layers=cfg.top_layers, threads=cfg.threads, seed=cfg.seed)
-        result = train(examples, model_path, out, train_cfg, show_progress=show, plan=plan,
-                       manifest_extra={"kb": str(kb.path.resolve()), "made_by": "kb tune"})
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # a tune run is not resumed
+        result = _train(examples, model_path, out, cfg, budget, reserve, show, kb.path)
         done("train", t0)
 
         # 5. the unknown gate, refitted with the adapter in place (adopted together)
@@ -249,7 +261,7 @@ def tune(kb: Any, config: TuneConfig | None = None, *, show_progress: bool | Non
         adopted=adopted, reason=reason, adapter=rel, before=before, after=after, timings=timings,
         plan=budget.plan, heldout={"chunks": len(held), "share": cfg.heldout_share, "seed": cfg.seed},
         data=dict(data_stats), train={k: v for k, v in result.to_dict().items() if k != "history"},
-        gate=gate_report, config=cfg.to_dict(),
+        gate=gate_report, config=cfg.to_dict(), baseline_adapter=baseline,
         probes=[_probe_record(p, a, b)
                 for p, a, b in zip(probes, before_answers, after_answers, strict=True)])
     update_metrics(out, {"tune": {"before": before, "after": after, "adopted": adopted, "reason": reason,
