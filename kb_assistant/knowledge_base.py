@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .ingest_ray import RayOptions
     from .retrieval import Retriever
     from .store.vector import DenseIndex
+    from .tuning import TuneReport
 
 logger = logging.getLogger(__name__)
 
@@ -308,15 +309,35 @@ class KnowledgeBase:
             self._engine = self._build_engine()
         return self._engine
 
-    def _build_engine(self) -> QueryEngine:
-        """The QueryEngine over this knowledge base: its ``search``, ``version`` and ``adapter``, and the
-        ``[query]``, ``[generation]`` and ``[safety]`` sections."""
+    def engine_with(self, overrides: dict[str, Any] | None = None, *,
+                    adapter: str | os.PathLike[str] | None = None) -> QueryEngine:
+        """A separate answer engine with ``overrides`` (``{"section": {"key": value}}``) applied in memory
+        and, when given, ``adapter``: to measure settings before adopting them (``kb tune``). Nothing is
+        saved."""
+        return self._build_engine(self.config.merged(overrides) if overrides else self.config, adapter)
+
+    def _adapter_for(self, cfg: KBConfig) -> str | os.PathLike[str] | None:
+        """The constructor's ``adapter``, else ``[generation] adapter`` (relative to this folder; a missing
+        folder is reported and the base generator used)."""
+        if self.adapter is not None or not cfg.generation.adapter:
+            return self.adapter
+        path = self.path / cfg.generation.adapter
+        if not path.is_dir():
+            logger.warning("%s: [generation] adapter = %r: no such folder; answering with the base generator "
+                           "(run `kb tune` again or unset it)", self.path, cfg.generation.adapter)
+            return None
+        return path
+
+    def _build_engine(self, cfg: KBConfig | None = None,
+                      adapter: str | os.PathLike[str] | None = None) -> QueryEngine:
+        """The QueryEngine over this knowledge base: its ``search``, ``version`` and adapter, and the
+        ``[query]``, ``[generation]``, ``[gate]`` and ``[safety]`` sections of ``cfg`` (default: its own)."""
         from .answering import QueryEngine
         from .gate import Gate
         from .generation import Generator
         from .safety import AuditLog, SafetyFilter
 
-        cfg = self.config
+        cfg = cfg or self.config
         gate = None
         if cfg.gate.mode != "threshold" and cfg.gate.fitted:
             gate = Gate.from_config(cfg.gate.fitted, self.indexes.sparse)
@@ -329,7 +350,7 @@ class KnowledgeBase:
             path = Path(cfg.query.audit_log)
             audit = AuditLog(path if path.is_absolute() else self.path / path,
                              redact_pii=cfg.safety.redact_audit)
-        gen_kw, adapter = cfg.generation.generator_kwargs(), self.adapter
+        gen_kw, adapter = cfg.generation.generator_kwargs(), adapter or self._adapter_for(cfg)
 
         def search(query: str, k: int, groups: Any = None) -> list[Hit]:
             return self.search(query, k, groups=groups)
@@ -352,6 +373,14 @@ class KnowledgeBase:
         fitted = {"models": {lang: m.to_dict() for lang, m in models.items()}, "report": report}
         self.update_config({"gate": {**overrides, "fitted": fitted}})
         return report
+
+    def tune(self, *, show_progress: bool | None = None, **options: Any) -> TuneReport:
+        """Fine-tune this knowledge base's generator on itself within a time budget and make the adapter
+        its default when it measures better on held-out probes (:mod:`kb_assistant.tuning`). ``options``:
+        :class:`~kb_assistant.tuning.TuneConfig` fields (budget_minutes, steps, seed, adopt, ...)."""
+        from .tuning import TuneConfig, tune
+
+        return tune(self, TuneConfig(**options), show_progress=show_progress)
 
     def _gate_is_stale(self, changed_chunks: int) -> bool:
         cfg = self.config.gate

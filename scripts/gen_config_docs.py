@@ -41,6 +41,7 @@ SECTIONS: list[tuple[str | None, str, str]] = [
      "`kb finetune train` flags / `kb_assistant.finetune.train(..., TrainConfig(...))`"),
     (None, "kb_assistant.finetune.data:DataGenConfig",
      "`kb finetune prepare` flags / `kb_assistant.finetune.generate_examples(kb, DataGenConfig(...))`"),
+    (None, "kb_assistant.tuning:TuneConfig", "`kb tune` flags / `KnowledgeBase.tune(...)`"),
 ]
 
 

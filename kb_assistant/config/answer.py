@@ -109,6 +109,7 @@ class GenerationSection(GenerationConfig):
                          doc="weights dtype; `auto` = bf16 (fp16 where unsupported) on CUDA, fp32 on CPU")
     int8: bool | None = setting(None, doc="dynamic int8 quantisation of the linear layers (CPU only)")
     reuse_prefix: bool = setting(True, doc="reuse the KV cache of the fixed system prompt across questions")
+    adapter: str | None = setting(None, doc="LoRA adapter folder relative to the KB folder; set by `kb tune`")
 
     GENERATOR_KEYS: ClassVar[tuple[str, ...]] = ("model_path", "device", "dtype", "int8", "reuse_prefix")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,13 +202,14 @@ class _Builder:
 
 
 def generate_examples(kb: Any, config: DataGenConfig | None = None, *, exclude_evidence: Sequence[str] = (),
-                      count_tokens: TokenCounter | None = None,
+                      exclude_chunks: Collection[str] = (), count_tokens: TokenCounter | None = None,
                       question_fn: Callable[[str, str], str | None] | None = None,
                       show_progress: bool | None = None) -> tuple[list[TrainExample], dict[str, int]]:
     """RAFT-style examples from ``kb`` (a KnowledgeBase). Returns (examples, counters).
 
-    Chunks containing any of ``exclude_evidence`` (the eval set's evidence) are neither gold nor
-    distractor. ``count_tokens`` should be the generator's tokenizer counter (as in the query engine).
+    Chunks containing any of ``exclude_evidence`` (the eval set's evidence), and the chunks whose id is in
+    ``exclude_chunks`` (held out for evaluation, as ``kb tune`` does), are neither gold nor distractor.
+    ``count_tokens`` should be the generator's tokenizer counter (as in the query engine).
     """
     from tqdm.auto import tqdm
 
@@ -223,6 +224,9 @@ def generate_examples(kb: Any, config: DataGenConfig | None = None, *, exclude_e
             ids.append(row_id)
             if needles and _contains_any(text, needles):
                 excluded_rows.add(row_id)
+    if exclude_chunks:
+        wanted = set(exclude_chunks)
+        excluded_rows.update(i for i, c in kb.docstore.get_chunks(ids).items() if c.chunk_id in wanted)
     if excluded_rows:
         excluded = {c.chunk_id for c in kb.docstore.get_chunks(sorted(excluded_rows)).values()}
     pool = [i for i in ids if i not in excluded_rows]

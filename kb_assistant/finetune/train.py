@@ -16,7 +16,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -237,8 +237,14 @@ def _scheduler(optimizer: Any, config: TrainConfig, total: int) -> Any:
 
 def train(examples: Sequence[TrainExample], model_path: str | os.PathLike[str], out: str | os.PathLike[str],
           config: TrainConfig | None = None, *, resume: bool = False, show_progress: bool | None = None,
-          manifest_extra: dict[str, Any] | None = None) -> TrainResult:
-    """Train a LoRA adapter on ``examples`` and save it (PEFT safetensors + kb_adapter.json) in ``out``."""
+          manifest_extra: dict[str, Any] | None = None, plan: Callable[[float], int] | None = None,
+          plan_after: int = 3) -> TrainResult:
+    """Train a LoRA adapter on ``examples`` and save it (PEFT safetensors + kb_adapter.json) in ``out``.
+
+    ``plan`` (how ``kb tune`` fits training into a time budget): called once with the seconds per step
+    measured over ``plan_after`` steps (after the first, which warms up); it returns the total number of
+    steps to train, and the learning-rate schedule is laid over that many steps from then on.
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -307,6 +313,7 @@ def train(examples: Sequence[TrainExample], model_path: str | os.PathLike[str], 
     t_start = time.perf_counter() - state["seconds"]
     t_loop = time.perf_counter()
     start_step = state["step"]
+    t_plan: float | None = None
     try:
         while state["step"] < total:
             step = state["step"]
@@ -329,6 +336,20 @@ def train(examples: Sequence[TrainExample], model_path: str | os.PathLike[str], 
                                      "lr": scheduler.get_last_lr()[0]})
             bar.update(1)
             bar.set_postfix(loss=f"{train_loss:.3f}")
+            if plan is not None and state["step"] - start_step == 1:
+                t_plan = time.perf_counter()
+            elif plan is not None and t_plan is not None and state["step"] - start_step == 1 + plan_after:
+                measured = (time.perf_counter() - t_plan) / plan_after
+                planned = max(state["step"], int(plan(measured)))
+                t_plan = None
+                if planned != total:
+                    logger.info("%.2f s/step measured: training %d steps (was %d)", measured, planned, total)
+                    total = planned
+                    scheduler = _scheduler(optimizer, cfg, total)
+                    for _ in range(state["step"]):  # the new schedule, at the step reached
+                        scheduler.step()
+                    bar.total = total
+                    bar.refresh()
             if state["step"] % cfg.eval_every == 0 or state["step"] == total:
                 evaluate()
                 if cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience:
