@@ -9,14 +9,12 @@ parses and embeds on a cluster and commits through the same :class:`Writer`. Emb
 any text already stored (unchanged parts of a changed file, boilerplate repeated across files).
 
 Memory does not grow with the corpus's bytes: the walk is streamed, the parse queue is bounded in files
-and in bytes of text (``[ingest] queue_mb``) and embedding goes in batches of ``embed_batch_chunks``.
-What grows is per file and small: the report's path lists, the walker's set of files seen (symlink
-loops) and, with ``prune``, the set of paths walked; and the derived indexes themselves.
+and bytes (``[ingest] queue_mb``), embedding goes in batches of ``embed_batch_chunks``. What grows is
+small, per file (report lists, walker's seen set, paths for ``prune``), and the derived indexes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import queue
@@ -32,7 +30,8 @@ import numpy as np
 from .chunking import make_doc_id
 from .errors import KBError, LoaderError
 from .loaders import load_file, parser_version, walk
-from .loaders.limits import ParseLimits
+from .loaders.limits import DEFAULT_LIMITS, ParseLimits
+from .storage_utils import embed_hash, file_hash
 from .store.docstore import DocStore, DocumentRecord
 from .types import Chunk, FailedItem, IngestReport
 
@@ -53,19 +52,6 @@ def normalise_path(path: str | os.PathLike[str]) -> str:
     return str(Path(path).expanduser().resolve())
 
 
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def embed_hash(text: str) -> str:
-    """Key of an embedded text: equal texts share one stored vector."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
-
-
 @dataclass(frozen=True)
 class Scope:
     """What every file of one run shares: its labels and the loaders' settings."""
@@ -74,7 +60,7 @@ class Scope:
     tags: list[str]
     max_bytes: int
     pdf_engine: str = "auto"
-    limits: ParseLimits | None = None
+    limits: ParseLimits = DEFAULT_LIMITS
 
 
 @dataclass
@@ -157,8 +143,7 @@ def load_and_chunk(pending: Pending, chunker: Chunker, scope: Scope) -> Parsed:
     docs = load_file(Path(pending.source), max_bytes=scope.max_bytes, pdf_engine=scope.pdf_engine,
                      limits=scope.limits)
     chunks = chunker.chunk(docs, pending.doc_id)
-    if scope.limits is not None:
-        scope.limits.check_chunks(len(chunks))
+    scope.limits.check_chunks(len(chunks))
     if not chunks:
         raise LoaderError("no text to index after chunking")
     ftype = docs[0].metadata.get("file_type") if docs else None

@@ -291,16 +291,10 @@ class KnowledgeBase:
         for d in self.docstore.documents():
             types[d.file_type or "?"] = types.get(d.file_type or "?", 0) + 1
         size = sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
-        return {
-            "path": str(self.path),
-            "documents": counts["documents"],
-            "chunks": counts["chunks"],
-            "version": self.version,
-            "file_types": types,
-            "embedding": (self.manifest or {}).get("embedding"),
-            "updated": (self.manifest or {}).get("updated"),
-            "disk_bytes": size,
-        }
+        manifest = self.manifest or {}
+        return {"path": str(self.path), "documents": counts["documents"], "chunks": counts["chunks"],
+                "version": self.version, "file_types": types, "embedding": manifest.get("embedding"),
+                "updated": manifest.get("updated"), "disk_bytes": size}
 
     # -- answers (query engine) -----------------------------------------------------------------------
     @property
@@ -316,48 +310,19 @@ class KnowledgeBase:
         saved."""
         return self._build_engine(self.config.merged(overrides) if overrides else self.config, adapter)
 
-    def _adapter_for(self, cfg: KBConfig) -> str | os.PathLike[str] | None:
-        """The constructor's ``adapter``, else ``[generation] adapter`` (relative to this folder; a missing
-        folder is reported and the base generator used)."""
-        if self.adapter is not None or not cfg.generation.adapter:
-            return self.adapter
-        path = self.path / cfg.generation.adapter
-        if not path.is_dir():
-            logger.warning("%s: [generation] adapter = %r: no such folder; answering with the base generator "
-                           "(run `kb tune` again or unset it)", self.path, cfg.generation.adapter)
-            return None
-        return path
-
     def _build_engine(self, cfg: KBConfig | None = None,
                       adapter: str | os.PathLike[str] | None = None) -> QueryEngine:
-        """The QueryEngine over this knowledge base: its ``search``, ``version`` and adapter, and the
-        ``[query]``, ``[generation]``, ``[gate]`` and ``[safety]`` sections of ``cfg`` (default: its own)."""
-        from .answering import QueryEngine
-        from .gate import Gate
-        from .generation import Generator
-        from .safety import AuditLog, SafetyFilter
+        """The QueryEngine over this knowledge base (:func:`kb_assistant.answering.build.build_engine`)."""
+        from .answering.build import adapter_for, build_engine
 
         cfg = cfg or self.config
-        gate = None
-        if cfg.gate.mode != "threshold" and cfg.gate.fitted:
-            gate = Gate.from_config(cfg.gate.fitted, self.indexes.sparse)
-        if gate is None and cfg.gate.mode == "fitted":
-            logger.warning("%s: [gate] mode = 'fitted' but no gate is fitted (run `kb tune` or "
-                           "kb.calibrate_gate()): using the score threshold", self.path)
-        safety = SafetyFilter(cfg.safety) if cfg.safety.enabled else None
-        audit = None
-        if cfg.query.audit_log:
-            path = Path(cfg.query.audit_log)
-            audit = AuditLog(path if path.is_absolute() else self.path / path,
-                             redact_pii=cfg.safety.redact_audit)
-        gen_kw, adapter = cfg.generation.generator_kwargs(), adapter or self._adapter_for(cfg)
 
         def search(query: str, k: int, groups: Any = None) -> list[Hit]:
             return self.search(query, k, groups=groups)
 
-        return QueryEngine(search, lambda: Generator(adapter=adapter, **gen_kw), cfg.query,
-                           generation=cfg.generation.decoding(), safety=safety, audit=audit,
-                           version_fn=lambda: self.version, gate=gate)
+        return build_engine(cfg, kb_path=self.path, search=search, version_fn=lambda: self.version,
+                            sparse=self.indexes.sparse,
+                            adapter=adapter or adapter_for(self.path, cfg, self.adapter))
 
     def calibrate_gate(self, **overrides: Any) -> dict[str, Any]:
         """Fit this knowledge base's unknown gate on probe questions it generates about itself (no

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kb_assistant.answering.build import adapter_for
 from kb_assistant.errors import ConfigError
 from kb_assistant.tuning import TuneConfig
 from kb_assistant.tuning.budget import Budget, epoch_cap, eval_interval, steps_that_fit
@@ -251,7 +252,7 @@ def test_better_adapter_is_adopted_and_loaded_from_config(tiny_kb, stubbed):
     assert report.adopted and report.adapter.startswith("adapters/tune-")
     reopened = KnowledgeBase(tiny_kb.path)
     assert reopened.config.generation.adapter == report.adapter
-    assert reopened._adapter_for(reopened.config) == tiny_kb.path / report.adapter
+    assert adapter_for(reopened.path, reopened.config) == tiny_kb.path / report.adapter
     reopened.close()
     tiny_kb.update_config({"generation": {"adapter": None}})
 
@@ -260,7 +261,7 @@ def test_a_missing_adapter_folder_falls_back_to_the_base_generator(tmp_path, cap
     from kb_assistant import KnowledgeBase
 
     kb = KnowledgeBase(tmp_path / "kb", {"generation": {"adapter": "adapters/gone"}})
-    assert kb._adapter_for(kb.config) is None and "no such folder" in caplog.text
+    assert adapter_for(kb.path, kb.config) is None and "no such folder" in caplog.text
     kb.close()
 
 

@@ -175,7 +175,11 @@ def tune(kb: Any, config: TuneConfig | None = None, *, show_progress: bool | Non
     device = resolve_device("auto", "fine-tuning")
     budget = Budget(cfg.budget_minutes * 60.0, device)
     timings: dict[str, float] = {}
-    rel = f"adapters/tune-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    stamp, n = time.strftime('%Y%m%d-%H%M%S', time.gmtime()), 1
+    rel = f"adapters/tune-{stamp}"
+    while (kb.path / rel).exists():  # two runs in one second
+        n += 1
+        rel = f"adapters/tune-{stamp}-{n}"
     out = kb.path / rel
     bar = tqdm(total=6, desc="kb tune", unit="stage", disable=not show)
 

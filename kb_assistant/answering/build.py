@@ -1,0 +1,63 @@
+"""Assembling a :class:`QueryEngine` from a knowledge base's config: the gate, safety filter, audit log,
+adapter and generator factory. ``KnowledgeBase`` calls :func:`build_engine` with its parts."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..config import KBConfig
+    from ..store.sparse import SparseIndex
+    from .engine import QueryEngine
+
+logger = logging.getLogger(__name__)
+
+
+def adapter_for(kb_path: Path, cfg: KBConfig, explicit: str | os.PathLike[str] | None = None,
+                ) -> str | os.PathLike[str] | None:
+    """``explicit`` (the constructor's adapter), else ``[generation] adapter`` (relative to the knowledge
+    base folder; a missing folder is reported and the base generator used)."""
+    if explicit is not None or not cfg.generation.adapter:
+        return explicit
+    path = kb_path / cfg.generation.adapter
+    if not path.is_dir():
+        logger.warning("%s: [generation] adapter = %r: no such folder; answering with the base generator "
+                       "(run `kb tune` again or unset it)", kb_path, cfg.generation.adapter)
+        return None
+    return path
+
+
+def generator_factory(cfg: KBConfig, adapter: str | os.PathLike[str] | None) -> Callable[[], Any]:
+    """A function creating the ``[generation]`` generator (with ``adapter``) on first use."""
+    from ..generation import Generator
+
+    gen_kw = cfg.generation.generator_kwargs()
+    return lambda: Generator(adapter=adapter, **gen_kw)
+
+
+def build_engine(cfg: KBConfig, *, kb_path: Path, search: Callable[..., Any], version_fn: Callable[[], int],
+                 sparse: SparseIndex, adapter: str | os.PathLike[str] | None = None) -> QueryEngine:
+    """The QueryEngine for the ``[query]``, ``[generation]``, ``[gate]`` and ``[safety]`` sections of
+    ``cfg`` over ``search`` (the knowledge base's ACL-aware search)."""
+    from ..gate import Gate
+    from ..safety import AuditLog, SafetyFilter
+    from .engine import QueryEngine
+
+    gate = None
+    if cfg.gate.mode != "threshold" and cfg.gate.fitted:
+        gate = Gate.from_config(cfg.gate.fitted, sparse)
+    if gate is None and cfg.gate.mode == "fitted":
+        logger.warning("%s: [gate] mode = 'fitted' but no gate is fitted (run `kb tune` or "
+                       "kb.calibrate_gate()): using the score threshold", kb_path)
+    safety = SafetyFilter(cfg.safety) if cfg.safety.enabled else None
+    audit = None
+    if cfg.query.audit_log:
+        path = Path(cfg.query.audit_log)
+        audit = AuditLog(path if path.is_absolute() else kb_path / path, redact_pii=cfg.safety.redact_audit)
+    return QueryEngine(search, generator_factory(cfg, adapter), cfg.query,
+                       generation=cfg.generation.decoding(), safety=safety, audit=audit,
+                       version_fn=version_fn, gate=gate)
