@@ -61,19 +61,24 @@ def _version(db: Path) -> int:
         return 0
 
 
-def _kill_after(proc: Any, db: Path, commits: int, extra_s: float, timeout: float = 300) -> bool:
-    """SIGKILL ``proc`` ``extra_s`` after the docstore counter moved ``commits`` times; False if it ended."""
-    start = _version(db)
+def _kill_after(proc: Any, db: Path, commits: int, extra_s: float, start: int | None = None,
+                timeout: float = 120) -> bool:
+    """SIGKILL ``proc`` ``extra_s`` after the docstore counter moved ``commits`` times past ``start``
+    (default: now); True if it was still working then, False if it ended first or never got there
+    within ``timeout`` (then it is killed anyway, so a run that hangs cannot hang the campaign)."""
+    start = _version(db) if start is None else start
     deadline = time.monotonic() + timeout
+    landed = False
     while proc.poll() is None and time.monotonic() < deadline:
         if _version(db) - start >= commits:
             time.sleep(extra_s)
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
+            landed = proc.poll() is None
             break
         time.sleep(0.003)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    return proc.returncode == -signal.SIGKILL
+    return landed and proc.returncode == -signal.SIGKILL
 
 
 def _check(kb_dir: Path, tally: dict[str, int]) -> None:
@@ -224,23 +229,25 @@ def _upload_kills(server: subprocess.Popen, kb_dir: Path, n: int, rng: random.Ra
                 time.sleep(0.2)
         files = [("files", (f"up_{i:02d}.txt", _body(100 + i, round_).encode()))
                  for i in rng.sample(range(12), 6)]
-        sender = threading.Thread(target=_upload, args=(httpx, url, files))
+        statuses: list[int | str] = []
+        start = _version(db)  # before the upload starts: none of its commits is missed
+        sender = threading.Thread(target=_upload, args=(httpx, url, files, statuses))
         sender.start()
-        if _kill_after(proc, db, rng.randint(1, 5), rng.random() * 0.05):
+        if _kill_after(proc, db, rng.randint(1, 5), rng.random() * 0.05, start):
             killed += 1
-        else:  # the upload finished first
-            proc.kill()
         sender.join()
+        for status in statuses:  # 201 when the upload finished before the kill
+            tally[f"upload_{status}"] = tally.get(f"upload_{status}", 0) + 1
         _check(kb_dir, tally)
     tally["upload_kills"] = killed
     return round_
 
 
-def _upload(httpx: Any, url: str, files: list) -> None:
+def _upload(httpx: Any, url: str, files: list, statuses: list[int | str]) -> None:
     try:
-        httpx.post(f"{url}/v1/documents", files=files, timeout=300)
+        statuses.append(httpx.post(f"{url}/v1/documents", files=files, timeout=300).status_code)
     except httpx.HTTPError:
-        pass  # the server was killed mid-request
+        statuses.append("killed")  # the server was killed mid-request
 
 
 @pytest.mark.slow
@@ -307,7 +314,9 @@ def _record(tally: dict[str, int], ingest_runs: int, upload_rounds: int, resume:
         return
     data = {"kills": tally["ingest_kills"] + tally["upload_kills"],
             "ingest": {"runs": ingest_runs, "killed_mid_work": tally["ingest_kills"]},
-            "upload": {"rounds": upload_rounds, "killed_mid_upload": tally["upload_kills"]},
+            "upload": {"rounds": upload_rounds, "killed_mid_upload": tally["upload_kills"],
+                       "responses": {k[7:]: v for k, v in tally.items()
+                                     if k.startswith("upload_") and k != "upload_kills"}},
             "checks": tally["checked"], "inconsistent_after_reopen": tally["inconsistent"],
             "duplicates_after_kill": tally["duplicates"],
             "saved_indexes_behind_docstore_repaired_on_open": tally["repaired"],
