@@ -201,6 +201,7 @@ class KnowledgeBase:
                         check_embedder(self.manifest, self.embedder.name, self.dim)
                     if self._synced != self.docstore.version:  # never write indexes older than the docstore
                         self._reopen_indexes()
+                    self.indexes.remove_stale_temps()  # what a writer killed mid-save left
                     yield
                     synced = self.docstore.version
                 finally:

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -98,6 +99,28 @@ def atomic_dir(target: Path, write: Callable[[Path], None]) -> None:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_temps(directory: Path, older_than_s: float = 600.0) -> int:
+    """Delete the temp files of :func:`atomic_path` that a killed process left in ``directory`` (not
+    touched for ``older_than_s``: a write in progress keeps its file fresh); returns how many. Call it
+    while holding the lock that writers of those files take."""
+    import time
+
+    cutoff = time.time() - older_than_s
+    removed = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(directory):
+            if entry.is_file(follow_symlinks=False) and _TEMP_NAME.match(entry.name):
+                with contextlib.suppress(OSError):
+                    if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+    return removed
+
+
+#: ``atomic_path``'s temp names: ``.<target>.<mkstemp's 8 characters>.tmp``
+_TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
 
 
 def file_hash(path: Path) -> str:

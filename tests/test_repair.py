@@ -97,6 +97,25 @@ def test_ingest_after_damage_repairs_too(kb_copy, tmp_path):
     kb.close()
 
 
+def test_temp_files_of_a_killed_save_are_removed_by_the_next_writer(kb_copy, tmp_path):
+    """A writer SIGKILLed mid-save leaves ``.dense.faiss.XXXXXXXX.tmp`` (as large as the index): the next
+    writer removes those not touched for ten minutes; a fresh one (a save in progress) stays."""
+    stale = [kb_copy / ".dense.faiss.ab12cd34.tmp", kb_copy / "sparse" / ".bm25.npz.x_9yz8w7.tmp"]
+    fresh = kb_copy / ".dense.faiss.fresh123.tmp"
+    for path in [*stale, fresh]:
+        path.write_bytes(b"half an index")
+    for path in stale:
+        os.utime(path, (path.stat().st_atime - 3600, path.stat().st_mtime - 3600))
+    other = kb_copy / "notes.tmp"  # not an atomic_path temp name: never touched
+    other.write_text("mine")
+    os.utime(other, (0, 0))
+    (tmp_path / "new.txt").write_text("The canteen opens at 11:30 on weekdays.")
+    kb = KnowledgeBase(kb_copy, create=False)
+    assert kb.ingest([tmp_path / "new.txt"], show_progress=False).ok
+    kb.close()
+    assert not any(p.exists() for p in stale) and fresh.exists() and other.exists()
+
+
 def test_verify_reports_without_repairing_and_repair_rebuilds(kb_copy):
     _damage(kb_copy / "dense.faiss", "random")
     before = (kb_copy / "dense.faiss").read_bytes()

@@ -24,6 +24,7 @@ import numpy as np
 from ..calibration import CALIBRATION_FILE
 from ..errors import KBError
 from ..lazy import Lazy
+from ..storage_utils import remove_stale_temps
 
 if TYPE_CHECKING:
     from .docstore import ChunkRow, DocStore
@@ -157,6 +158,14 @@ class Indexes:
         for index in (self._dense.peek(), self._sparse.peek()):
             if index is not None and index.dirty:
                 index.save()
+
+    def remove_stale_temps(self) -> int:
+        """Delete the half-written index files a killed writer left beside the indexes (the caller holds
+        the writer lock); each is as large as an index, so crashes would otherwise fill the disk."""
+        removed = sum(remove_stale_temps(folder) for folder in {self.path, (self.path / SPARSE_FILE).parent})
+        if removed:
+            logger.info("%s: removed %d temp file(s) left by an interrupted write", self.path, removed)
+        return removed
 
     def rebuild(self) -> dict[str, int]:
         """Delete the index files and build them again from the docstore (``kb repair``); an unreadable
