@@ -14,9 +14,9 @@ speed: each variant in its own process (cold process cache): load = constructor 
 3 questions, passages rotated: only the system-prompt prefix is re-used, as when serving); decode =
 (time of a 64-token answer minus prefill) / (new tokens - 1).
 answers: the real ``KnowledgeBase.ask_stream`` over a stratified subset of the QA file, as
-``benchmarks/answers.py`` runs it, with ``[generation] model_path`` (and dtype/int8) pointing at the
-variant (backend llama_cpp: the engine's generator factory is ``models.make_generator``), and
-``answer_mode="generate"`` for a model that writes Chinese (SmolLM2: the shipped ``auto`` + en).
+``benchmarks/answers.py`` runs it, with ``[generation] model`` and ``backend`` (and dtype/int8 or
+n_threads) of the variant as config overrides, and ``answer_mode="generate"`` for a model that writes
+Chinese (SmolLM2: the shipped ``auto`` + en).
 Run timed commands alone: ``flock /tmp/kb-bench.lock python benchmarks/generators.py ...``.
 """
 
@@ -184,16 +184,17 @@ def _variant_kb(kb_dir: Path, v: dict[str, Any], threads: int) -> tuple[Any, dic
     """A KnowledgeBase answering with variant ``v`` (config overrides only; nothing is saved)."""
     from kb_assistant import KnowledgeBase
     from kb_assistant.models import get_model
-    from kb_assistant.models.factory import make_generator
 
     langs = list(get_model(v["model"]).languages)
     query = {"answer_mode": "generate" if "zh" in langs else "auto", "generate_langs": langs}
-    kwargs = generator_kwargs(v, threads)
-    torch_keys = ("model_path", "dtype", "int8") if v["backend"] == "torch" else ()
-    kb = KnowledgeBase(kb_dir, {"query": query, "generation": {k: kwargs[k] for k in torch_keys}})
-    if v["backend"] == "llama_cpp":  # until [generation] backend is wired into engine_for
-        kb.engine.generator_factory = lambda: make_generator(**kwargs)
-    return kb, {"query": query, "generation": kwargs}
+    generation: dict[str, Any] = {"model": v["model"], "backend": v["backend"]}
+    if v["backend"] == "llama_cpp":
+        generation["n_threads"] = threads
+    else:
+        generation.update(device="cpu", dtype="float32" if v["dtype"] == "int8" else v["dtype"],
+                          int8=v["dtype"] == "int8")
+    kb = KnowledgeBase(kb_dir, {"query": query, "generation": generation})
+    return kb, {"query": query, "generation": generation}
 
 
 def cmd_answers(args: argparse.Namespace) -> dict[str, Any]:
