@@ -264,3 +264,39 @@ def test_llama_cpp_renders_and_tokenizes_qwen_like_transformers():
         assert gen.llm.tokenize(prompt.encode(), add_bos=False, special=True) == tok(
             prompt, add_special_tokens=False)["input_ids"]
     gen.close()
+
+
+# ---------------------------------------------------------------- a knowledge base answering with Qwen
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", "llama_cpp"])
+def test_knowledge_base_answers_with_qwen(backend, kb_factory, tmp_path, write):
+    """``[generation] model = "qwen2.5-0.5b"`` (torch: the converted folder; llama_cpp: the GGUF) answers
+    through the knowledge base's own engine, in English and in Chinese."""
+    status = model_status(get_model("qwen2.5-0.5b"))
+    if backend == "llama_cpp":
+        pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the llamacpp extra)")
+        if not status["gguf"]:
+            pytest.skip("qwen2.5-0.5b is not installed (kb models install qwen2.5-0.5b --no-convert)")
+        generation = {"model": "qwen2.5-0.5b", "backend": "llama_cpp", "n_threads": 1, "n_ctx": 1024}
+    else:
+        if not status["converted"]:
+            pytest.skip("qwen2.5-0.5b is not installed and converted (kb models install qwen2.5-0.5b)")
+        generation = {"model": "qwen2.5-0.5b", "device": "cpu"}
+    docs = tmp_path / "docs"
+    write(docs / "leave.txt", "Annual leave. Employees get 25 days of annual leave per year. Unused days "
+                              "expire at the end of March.")
+    write(docs / "年假.txt", "年假政策。员工每年有二十五天年假。未休的年假在三月底作废。")
+    kb = kb_factory(config={"generation": generation,
+                            "query": {"answer_mode": "generate", "generate_langs": ["en", "zh"]}})
+    kb.ingest(docs)
+    answer = kb.ask("How many days of annual leave do employees get?", use_cache=False, max_new_tokens=32)
+    assert not answer.unknown and "generate" in answer.timings  # the generator ran (its text or the
+    assert "25" in answer.text and answer.citations, answer       # extractive fallback is kept)
+    zh = kb.ask("员工每年有多少天年假？", use_cache=False, max_new_tokens=32)
+    assert not zh.unknown and zh.lang == "zh" and ("二十五" in zh.text or "25" in zh.text), zh
+    gen = kb.engine.generator
+    expected = "LlamaCppGenerator" if backend == "llama_cpp" else "Generator"
+    assert type(gen).__name__ == expected
+    assert str(gen.model_path) == (status["gguf"] if backend == "llama_cpp" else status["converted"])
