@@ -32,11 +32,12 @@ def adapter_for(kb_path: Path, cfg: KBConfig, explicit: str | os.PathLike[str] |
 
 
 def generator_factory(cfg: KBConfig, adapter: str | os.PathLike[str] | None) -> Callable[[], Any]:
-    """A function creating the ``[generation]`` generator (with ``adapter``) on first use."""
-    from ..generation import Generator
+    """A function creating the ``[generation]`` generator (torch or llama.cpp, with ``adapter``) on first
+    use."""
+    from ..models.factory import make_generator
 
     gen_kw = cfg.generation.generator_kwargs()
-    return lambda: Generator(adapter=adapter, **gen_kw)
+    return lambda: make_generator(adapter=adapter, **gen_kw)
 
 
 def build_engine(cfg: KBConfig, *, kb_path: Path, search: Callable[..., Any], version_fn: Callable[[], int],

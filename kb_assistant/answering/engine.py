@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import ANSWER_MODES, GenerationConfig, QueryConfig
 from ..errors import ConfigError
-from ..evidence import Grounding, grounding, is_furniture, is_instruction
+from ..evidence import Grounding, grounding, is_fragment, is_furniture, is_instruction
 from ..prompts import select_context, unknown_text
 from ..safety import AuditLog, SafetyFilter
 from ..text import CITATION_RE, detect_lang, split_sentences, strip_citations, terms, truncate_sentences
@@ -231,7 +231,7 @@ class QueryEngine:
         for i in picks:  # passages in the order of their best sentence
             ev = prep.evidence[i]
             groups.setdefault(prep.ev_number[i], {})[ev.position] = ev.text.strip()
-        if picks:
+        if picks and not self.config.extractive_min_overlap:  # a strict quote is not widened
             self._widen(prep, picks[0], groups)
         sep = "" if prep.lang == "zh" else " "
         parts = [sep.join(t for _, t in sorted(members.items())) + f"{sep}[{n}]"
@@ -247,7 +247,7 @@ class QueryEngine:
 
     def _widen(self, prep: Prepared, pick: int, groups: dict[int, dict[int, str]]) -> None:
         """Add the neighbours of evidence ``pick`` in its passage (following ones first) until the quote
-        of that passage reaches ``extractive_chars``; headings, TOC lines and instructions never."""
+        of that passage reaches ``extractive_chars``; never headings, fragments, TOC lines, instructions."""
         limit = self.config.extractive_chars
         n = prep.ev_number[pick]
         members = groups[n]
@@ -260,7 +260,8 @@ class QueryEngine:
             else:
                 pos, before = before, before - 1
             sent = sentences[pos].strip()
-            if pos not in members and sent and not is_furniture(sent) and not is_instruction(sent):
+            if (pos not in members and sent and not is_furniture(sent) and not is_fragment(sent)
+                    and not is_instruction(sent)):
                 members[pos] = sent
 
     def _check_and_cite(self, prep: Prepared, text: str) -> Answer:
