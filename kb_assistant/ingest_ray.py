@@ -42,6 +42,7 @@ import numpy as np
 from .errors import ConfigError, KBError
 from .ingest import Ingestor, Parsed, Pending, Scope, check_file, embed_hash, parse_file
 from .settings import Settings, setting
+from .store.catalog import check_groups
 from .store.docstore import DocumentRecord
 from .types import Chunk, FailedItem, IngestReport
 
@@ -341,6 +342,8 @@ def make_ingestor(docstore: DocStore, indexes: Indexes, embedder: Embedder, chun
                   ray_options: RayOptions | dict[str, Any] | None = None, groups: Sequence[str] | None = None,
                   tags: Sequence[str] | None = None, show_progress: bool | None = None) -> Ingestor:
     """The ingest engine for a run: ``engine`` (default ``config.engine``), checked as the setting is."""
+    check_groups(groups)  # a bare string would become its letters
+    check_groups(tags, "tags")
     cfg = config if engine is None else config.replace(engine=engine)
     if ray_options and cfg.engine != "ray":
         raise ConfigError("ray_options need engine='ray'")

@@ -30,7 +30,6 @@ from .calibration import load_calibration
 from .chunking import Chunker, make_doc_id
 from .config import KBConfig
 from .errors import KBError
-from .store.catalog import check_groups
 from .store.docstore import DOCSTORE_FILE, DocStore, check_kb_dir, damaged
 from .store.indexes import Indexes
 from .store.manifest import check_embedder, read_manifest, write_manifest
@@ -222,8 +221,6 @@ class KnowledgeBase:
 
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        check_groups(groups)
-        check_groups(tags, "tags")
         with self._writer():
             ingestor = make_ingestor(self.docstore, self.indexes, self.embedder, self.chunker,
                                      self.config.ingest, self.config.embedding, engine=engine,
