@@ -284,6 +284,7 @@ def test_random_sigkills_never_corrupt_and_resume_without_duplicates(tmp_path):
     stats = kb.verify()
     hit = kb.search("widget 17-3 weight", k=1)[0]
     uploaded = [p for p in paths if "uploads" in Path(p).parts]
+    unacknowledged = _uploads_not_in_docstore(kb)
     kb.close()
     clean = KnowledgeBase(tmp_path / "clean")  # the same files ingested once, without kills
     clean.ingest([docs, *uploaded])
@@ -293,7 +294,9 @@ def test_random_sigkills_never_corrupt_and_resume_without_duplicates(tmp_path):
               "duplicate_paths": len(paths) - len(set(paths)),
               "ingested_files": sum(1 for p in paths if os.path.basename(p).startswith("doc_")),
               "uploaded_files": len(uploaded), "chunks": stats["chunks"], "clean_chunks": clean_chunks,
-              "duplicate_positions": stats["duplicate_positions"], "verify_ok": stats["ok"]}
+              "duplicate_positions": stats["duplicate_positions"], "verify_ok": stats["ok"],
+              # files a kill left placed in uploads/ before their commit (the client got no 201)
+              "upload_files_newer_than_their_document": unacknowledged}
     _record(tally, ingest_runs, upload_rounds, resume, time.perf_counter() - t0)
 
     assert tally["ingest_kills"] == KILLS - n_upload and tally["upload_kills"] == n_upload, tally
@@ -304,6 +307,16 @@ def test_random_sigkills_never_corrupt_and_resume_without_duplicates(tmp_path):
     assert stats["ok"] and stats["chunks"] == stats["index_ids"]
     assert hit.source.endswith("doc_017.txt")
     assert stats["chunks"] == clean_chunks  # nothing missing, nothing doubled
+
+
+def _uploads_not_in_docstore(kb: Any) -> int:
+    """Files under ``uploads/`` whose bytes are not what the docstore holds for their path (a server
+    killed between placing an upload and committing it; its client never got a 201 and sends again)."""
+    from kb_assistant.storage_utils import file_hash
+
+    hashes = {d.path: d.content_hash for d in kb.docstore.documents()}
+    files = [p for p in (kb.path / "uploads").rglob("*") if p.is_file() and ".staging" not in p.parts]
+    return sum(1 for p in files if hashes.get(os.path.realpath(p)) != file_hash(p))
 
 
 def _record(tally: dict[str, int], ingest_runs: int, upload_rounds: int, resume: dict[str, Any],
