@@ -21,18 +21,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _kb_cli(*args: str) -> tuple[int, str, float, float]:
-    """Run ``kb`` in a fresh process: (exit status, stdout + stderr, seconds, peak RSS MB)."""
+    """Run ``kb`` in a fresh process: (exit status, stdout + stderr, seconds, its peak RSS MB)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "kb_assistant", *args], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    out, err = proc.communicate(timeout=600)
-    seconds = time.perf_counter() - t0
-    # the child is reaped by communicate(): its peak RSS is the largest of this process's children so far
-    import resource
-
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return proc.returncode, out + err, seconds, peak_mb
+                            stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    # the model's loading bar (tqdm, carriage returns) is the only line a command may redraw
+    text = re.sub(r"\r?Loading weights:[^\n]*\n?", "", proc.stdout.read().decode("utf-8", "replace"))
+    _, status, usage = os.wait4(proc.pid, 0)  # this process's own rusage, not all children's
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, text, time.perf_counter() - t0, usage.ru_maxrss / 1024
 
 
 def _one_line(text: str) -> bool:
