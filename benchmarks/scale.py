@@ -3,6 +3,7 @@
     python benchmarks/retrieval.py --embedders minilm --no-llamaindex     # the source KB, once
     python benchmarks/scale.py --chunks 100000 300000 1000000              # -> results/scale.json
     python benchmarks/scale.py --compare 10000 25000 50000 100000 300000   # index types -> scale_ann.json
+    python benchmarks/scale.py --sharded 500000                            # 2 x 500k -> scale_shards.json
     python benchmarks/scale.py --plot                                      # -> docs/img/scale_latency.png
 
 Synthesis (as ``benchmarks/search_latency.py``): every chunk of the handbook KB replicated with its
@@ -231,6 +232,33 @@ def stage_measure(dst: Path, k: int) -> dict[str, Any]:
     return res
 
 
+def stage_shards(dsts: list[Path], k: int) -> dict[str, Any]:
+    """``ShardedKnowledgeBase`` over ``dsts`` (a knowledge base and copies of it): merged top-k latency."""
+    from kb_assistant.evaluation import load_qa
+    from kb_assistant.shards import ShardedKnowledgeBase
+
+    questions = [it.question for it in load_qa(ROOT / "benchmarks/data/debian_qa.jsonl")]
+    t0 = time.perf_counter()
+    skb = ShardedKnowledgeBase(dsts)
+    for kw in ({}, {"groups": ["hr"]}):
+        skb.search("warm-up 如何配置网络", k=1, **kw)
+    res: dict[str, Any] = {"shards": len(dsts), "chunks": sum(kb.dense.ntotal for kb in skb.shards),
+                           "open_s": round(time.perf_counter() - t0, 1), "rss_open": _proc_status()}
+
+    def timed(fn: Any) -> dict[str, float]:
+        return _timed(fn, questions)[0]
+
+    res["hybrid_e2e"] = timed(lambda s: skb.search(s, k=k))
+    res["hybrid_e2e_acl"] = timed(lambda s: skb.search(s, k=k, groups=["hr"]))
+    emb = skb.shards[0].embedder  # the process-wide embedder the shards share
+    emb.embed_query = {s: emb.embed_query(s) for s in questions}.__getitem__  # type: ignore[method-assign]
+    res["retrieval_vector_given"] = timed(lambda s: skb.search(s, k=k))
+    res["retrieval_vector_given_acl"] = timed(lambda s: skb.search(s, k=k, groups=["hr"]))
+    res["rss_end"] = _proc_status()
+    skb.close()
+    return res
+
+
 def stage_compare(src: Path, qa: Path, n: int, sigma: float) -> list[dict[str, Any]]:
     """Candidate dense indexes on the same synthesised vectors (no docstore): build, memory, recall, p50."""
     import faiss
@@ -317,6 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--qa", type=Path, default=ROOT / "benchmarks/data/debian_qa.jsonl")
     ap.add_argument("--chunks", type=int, nargs="*", default=[])
     ap.add_argument("--compare", type=int, nargs="*", default=[])
+    ap.add_argument("--sharded", type=int, nargs="*", default=[],
+                    help="sizes whose KB is also searched as --n-shards shards (copies of it)")
+    ap.add_argument("--n-shards", type=int, default=2)
     ap.add_argument("--plot", action="store_true", help="draw docs/img/scale_latency.png from the results")
     ap.add_argument("--sigma", type=float, default=0.02, help="per-dimension noise of a copy's vector")
     ap.add_argument("--threads", type=int, default=2)
@@ -324,9 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rebuild", action="store_true", help="synthesise again even if cached")
     ap.add_argument("--synthesise-only", action="store_true", help="prepare the KBs, time nothing")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
-    ap.add_argument("--stage", choices=("build", "measure", "compare"), help=argparse.SUPPRESS)
+    ap.add_argument("--stage", choices=("build", "measure", "compare", "shards"), help=argparse.SUPPRESS)
     for hidden, kind in (("--stage-out", Path), ("--dest", Path), ("--n", int)):
         ap.add_argument(hidden, type=kind, help=argparse.SUPPRESS)
+    ap.add_argument("--dests", type=Path, nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import faiss
@@ -336,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     faiss.omp_set_num_threads(args.threads)
     if args.stage:
         result = (stage_build(args.dest) if args.stage == "build" else stage_measure(args.dest, args.k)
-                  if args.stage == "measure" else stage_compare(args.source, args.qa, args.n, args.sigma))
+                  if args.stage == "measure" else stage_shards(args.dests, args.k) if args.stage == "shards"
+                  else stage_compare(args.source, args.qa, args.n, args.sigma))
         args.stage_out.write_text(json.dumps(result))
         return 0
     meta = {"threads": args.threads, "sigma": args.sigma, "cpu_count": os.cpu_count(),
@@ -355,6 +388,16 @@ def main(argv: list[str] | None = None) -> int:
         rows = _children(args, [("compare", ["--n", str(n)])])[0]
         _merge(args.out / "scale_ann.json", str(n), rows,
                dict(meta, command="python benchmarks/scale.py --compare " + " ".join(map(str, args.compare))))
+    for n in args.sharded:  # the measured KB of that size (dense index built) and copies of it
+        dsts = [args.cache / f"kb-scale-{n}"] + [args.cache / f"kb-scale-{n}-copy{i}" for i in
+                                                 range(1, args.n_shards)]
+        for dst in dsts[1:]:
+            if not (dst / f".built-{n}").exists():
+                shutil.rmtree(dst, ignore_errors=True)
+                shutil.copytree(dsts[0], dst)
+        rows = _children(args, [("shards", ["--dests", *map(str, dsts)])])[0]
+        _merge(args.out / "scale_shards.json", f"{args.n_shards}x{n}", rows,
+               dict(meta, command=f"python benchmarks/scale.py --sharded {n} --n-shards {args.n_shards}"))
     if args.plot:
         plot(args.out / "scale.json", args.out / "scale_ann.json", ROOT / "docs/img/scale_latency.png")
     return 0
