@@ -423,6 +423,11 @@ def plot(scale_json: Path, ann_json: Path, png: Path) -> None:
         exact = sorted((int(n), r["p50"]) for n, rows in json.loads(ann_json.read_text())["runs"].items()
                        for r in rows["result"] if r["index"].startswith("exact"))
         ax.plot([e[0] for e in exact], [e[1] for e in exact], "s--", label="dense exact scan, vector given")
+    shards_json = scale_json.with_name("scale_shards.json")
+    if shards_json.exists():
+        sh = [r["result"] for r in json.loads(shards_json.read_text())["runs"].values()]
+        ax.plot([r["chunks"] for r in sh], [r["hybrid_e2e"]["p50"] for r in sh], "D", color="black",
+                label=f"hybrid end to end, {sh[0]['shards']} shards merged (ShardedKnowledgeBase)")
     for target in (30, 5):
         ax.axhline(target, color="grey", lw=0.8, ls=":")
     ax.set(xscale="log", yscale="log", xlabel="chunks", ylabel="p50 latency (ms), 2 CPU threads",
