@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -35,6 +34,9 @@ def approx_tokens(text: str) -> int:
 class RemoteGenerator:
     """Chat completions from ``url`` (the base URL, ending in ``/v1``) with ``model``; the API key is
     read from the environment variable named ``api_key_env`` at each call (never stored in config)."""
+
+    #: the server batches concurrent requests itself: the kb server lets ``batch_max`` through at once
+    concurrent = True
 
     def __init__(self, url: str, model: str | None = None, *, api_key_env: str | None = None,
                  timeout_s: float = 60.0) -> None:
@@ -76,7 +78,7 @@ class RemoteGenerator:
             text = json.loads(resp.read())["choices"][0]["message"]["content"] or ""
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise self._error(f"malformed reply ({type(exc).__name__})") from None
-        except (OSError, socket.timeout) as exc:
+        except OSError as exc:  # TimeoutError included
             raise self._error(self._why(exc)) from None
         return truncate_sentences(text, config.max_sentences)
 
@@ -103,7 +105,7 @@ class RemoteGenerator:
                     piece = (choice.get("delta") or {}).get("content")
                     if piece:
                         yield piece
-        except (OSError, socket.timeout) as exc:
+        except OSError as exc:  # TimeoutError included
             raise self._error(self._why(exc)) from None
         finally:
             resp.close()
@@ -141,13 +143,14 @@ class RemoteGenerator:
                 detail = exc.read(300).decode("utf-8", "replace").replace("\n", " ")
             except OSError:
                 pass
-            raise self._error(f"HTTP {exc.code} from {path}" + (f": {detail[:200]}" if detail else "")) from None
-        except (OSError, socket.timeout) as exc:
+            why = f"HTTP {exc.code} from {path}" + (f": {detail[:200]}" if detail else "")
+            raise self._error(why) from None
+        except OSError as exc:  # TimeoutError included
             raise self._error(self._why(exc)) from None
 
     def _why(self, exc: BaseException) -> str:
         reason = getattr(exc, "reason", exc)
-        if isinstance(reason, (TimeoutError, socket.timeout)) or "timed out" in str(reason):
+        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
             return f"no reply within {self.timeout_s:g} s ([generation] remote_timeout_s)"
         if isinstance(reason, ConnectionRefusedError):
             return "connection refused (is the server running?)"

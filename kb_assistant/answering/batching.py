@@ -3,10 +3,11 @@
 :class:`Batcher` wraps a generator and has its interface (``generate``, ``stream``, ``count_tokens``,
 ``render``), so the query engine does not know it is there. A request is queued; one worker thread
 takes the oldest, waits up to ``batch_wait_ms`` for more with the same decoding parameters (at most
-``batch_max`` in all) and runs them with ``run_batch`` (left padding, per-row streaming and stopping:
-a closed stream stops its row at the next token, the others go on). Streams are batched too: the engine
-streams internally to stop a drifting answer early. Requests that cannot share a pass (beam search, a
-seed) and generators without ``run_batch`` support (a remote server batches on its side) run alone.
+``batch_max`` in all) and runs them with the generator's ``generate_batch`` (left padding, per-row
+streaming and stopping: a closed stream stops its row at the next token, the others go on).
+Streams are batched too: the engine streams internally to stop a drifting answer early. Requests
+that cannot share a pass (beam search, a seed) run alone, as do generators without
+``generate_batch`` (a remote server batches on its side: calls pass straight through).
 While a request waits, its stream yields ``""`` every ``HEARTBEAT_S`` so the caller can check its
 deadline; the server's gate skips those pieces.
 """
@@ -70,6 +71,11 @@ class Batcher:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+    @property
+    def unbatched(self) -> Any:
+        """The wrapped generator."""
+        return self.inner
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
@@ -162,13 +168,11 @@ class Batcher:
                 self._run_batch(batch)
 
     def _run_batch(self, batch: list[_Request]) -> None:
-        from ..generation_batch import run_batch
-
         try:
             if len(batch) == 1:
                 self._run_one(batch[0])
             else:
-                run_batch(self.inner, [r.messages for r in batch], batch[0].config, sinks=batch)
+                self.inner.generate_batch([r.messages for r in batch], batch[0].config, sinks=batch)
         except Exception as exc:  # noqa: BLE001 - reported to each waiting caller
             logger.exception("batched generation failed")
             for r in batch:
