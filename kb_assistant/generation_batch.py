@@ -55,7 +55,11 @@ class _Rows:
         if not self._prompt_seen:
             self._prompt_seen = True
             return
-        for i, token in enumerate(value.reshape(-1).tolist()):
+        self.feed(range(len(self.done)), value.reshape(-1).tolist())
+
+    def feed(self, rows: Any, tokens: list[int]) -> None:
+        """The next token of each of ``rows``: decoded and forwarded; an end token finishes the row."""
+        for i, token in zip(rows, tokens, strict=True):
             if self.done[i]:
                 continue
             if token in self.eos:
@@ -81,10 +85,8 @@ class _Rows:
             if sink is not None:
                 sink.end()
 
-    # -- stopping criterion (called after put() for the same step)
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-        import torch
-
+    def check(self) -> list[bool]:
+        """Finish the rows that were cancelled or reached their sentence limit; every row's state."""
         for i in range(len(self.done)):
             if self.done[i]:
                 continue
@@ -92,7 +94,13 @@ class _Rows:
             if (sink is not None and sink.cancelled.is_set()) or (
                     self.max_sentences and len(SENTENCE_END_RE.findall(self.text[i])) >= self.max_sentences):
                 self._finish(i)
-        return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
+        return self.done
+
+    # -- stopping criterion of model.generate (called after put() for the same step)
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.tensor(self.check(), dtype=torch.bool, device=input_ids.device)
 
 
 def _eos_ids(model: Any, tok: Any) -> set[int]:
@@ -120,15 +128,76 @@ def run_batch(gen: Any, messages_list: Sequence[list[dict[str, str]]], config: G
     ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
     mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
     state = _Rows(tok, len(rows), config.max_sentences, _eos_ids(model, tok), sinks)
-    kwargs: dict[str, Any] = {"input_ids": ids.to(gen.device), "attention_mask": mask.to(gen.device),
-                              "pad_token_id": pad, **config.to_generate_kwargs(),
-                              "stopping_criteria": StoppingCriteriaList([state]), "streamer": state}
     if config.seed is not None:
         torch.manual_seed(config.seed)
     try:
         with torch.no_grad():
-            model.generate(**kwargs)
+            if config.num_beams == 1:
+                _decode(model, ids.to(gen.device), mask.to(gen.device), config, state)
+            else:
+                model.generate(input_ids=ids.to(gen.device), attention_mask=mask.to(gen.device),
+                               pad_token_id=pad, **config.to_generate_kwargs(),
+                               stopping_criteria=StoppingCriteriaList([state]), streamer=state)
     finally:
         state.end()
     return [truncate_sentences(tok.decode(r, skip_special_tokens=True), config.max_sentences)
             for r in state.ids]
+
+
+def _processors(config: GenerationConfig) -> Any:
+    """The logits processors ``model.generate`` applies for ``config`` (repetition penalty, sampling)."""
+    from transformers import (
+        LogitsProcessorList,
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    procs = LogitsProcessorList()
+    if config.repetition_penalty != 1.0:
+        procs.append(RepetitionPenaltyLogitsProcessor(config.repetition_penalty))
+    if config.do_sample:
+        if config.temperature != 1.0:
+            procs.append(TemperatureLogitsWarper(config.temperature))
+        if config.top_k:
+            procs.append(TopKLogitsWarper(config.top_k))
+        if config.top_p < 1.0:
+            procs.append(TopPLogitsWarper(config.top_p))
+    return procs
+
+
+def _decode(model: Any, ids: Any, mask: Any, config: GenerationConfig, state: _Rows) -> None:
+    """Greedy or sampled decoding with a KV cache, one token per live row per step; finished rows
+    leave the batch at once (``model.generate`` would keep computing them until the longest ends)."""
+    import torch
+    from transformers import DynamicCache
+
+    procs = _processors(config)
+    rows = list(range(ids.shape[0]))  # the original row of each live row
+    seq = ids  # prompt + generated tokens of the live rows (the repetition penalty reads them)
+    cache = DynamicCache(config=model.config)
+    position = (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=position, past_key_values=cache,
+                use_cache=True, logits_to_keep=1)
+    for _ in range(config.max_new_tokens):
+        scores = procs(seq, out.logits[:, -1, :].to(dtype=torch.float32))
+        if config.do_sample:
+            token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+        else:
+            token = torch.argmax(scores, dim=-1)
+        state.feed(rows, token.tolist())
+        done = state.check()
+        keep = [j for j, r in enumerate(rows) if not done[r]]
+        if not keep:
+            return
+        seq = torch.cat([seq, token[:, None]], dim=-1)
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=-1)
+        if len(keep) < len(rows):
+            index = torch.tensor(keep, device=seq.device)
+            cache.batch_select_indices(index)
+            seq, mask, token = seq[index], mask[index], token[index]
+            rows = [rows[j] for j in keep]
+        position = mask.long().sum(-1, keepdim=True) - 1
+        out = model(input_ids=token[:, None], attention_mask=mask, position_ids=position,
+                    past_key_values=cache, use_cache=True)
