@@ -1,4 +1,5 @@
-"""The server's generation queue: the model generates for one request at a time; others wait in line.
+"""The server's generation queue: the model generates for one request at a time (``batch_max`` at a
+time with a batching generator, :mod:`kb_assistant.answering.batching`); others wait in line.
 
 Only the *generator* is gated: questions answered from the cache, refused by the unknown gate or
 answered extractively never wait behind a generation. The gate wraps the generator the knowledge
