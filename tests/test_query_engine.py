@@ -121,7 +121,7 @@ def test_gate_passes_and_generated_answer_is_cited():
 
 
 def test_drifting_generation_falls_back_to_the_evidence_sentence():
-    engine, *_ = make_engine("There are 365 days in a year on planet Mars, mostly sunny.")
+    engine, *_ = make_engine("There are 365 days in a year on planet Mars, mostly sunny.", extractive_chars=0)
     answer = engine.ask(LEAVE_Q)
     assert answer.mode == "extractive" and answer.supported
     # the two best evidence sentences (one passage: document order, one marker)
@@ -129,7 +129,8 @@ def test_drifting_generation_falls_back_to_the_evidence_sentence():
                            "Part-time staff receive annual leave pro rata. [1]")
     assert answer.support < 0.5
     assert answer.citations[1].source == "hr/leave.pdf"
-    one, *_ = make_engine("There are 365 days in a year on planet Mars.", extractive_sentences=1)
+    one, *_ = make_engine("There are 365 days in a year on planet Mars.", extractive_sentences=1,
+                          extractive_chars=0)
     assert one.ask(LEAVE_Q).text == ("The annual leave entitlement is 15 working days per year for "
                                      "full-time staff. [1]")
 
@@ -432,6 +433,16 @@ def test_extractive_answers_never_quote_headings_toc_or_instructions():
                          QueryConfig(answer_mode="extractive", unknown_threshold=0.0))
     answer = engine.ask("How many days of annual leave do full-time staff get?")
     assert answer.text == "Full-time staff get 25 days of annual leave. [1]"
+
+
+def test_the_best_sentence_is_widened_with_its_neighbours_never_a_heading():
+    hit = Hit("Leave policy. Annual leave. Full-time staff get 25 days of annual leave. Requests go to the "
+              "team lead two weeks ahead. 3.1 Expenses", 0.9, "hr.txt", None, "c1")
+    engine = QueryEngine(lambda q, k, groups=None: [hit], None,
+                         QueryConfig(answer_mode="extractive", unknown_threshold=0.0, extractive_sentences=1,
+                                     extractive_chars=300))
+    assert engine.ask("How many days of annual leave do staff get?").text == (
+        "Full-time staff get 25 days of annual leave. Requests go to the team lead two weeks ahead. [1]")
 
 
 def test_weak_second_sentences_are_not_quoted():

@@ -58,6 +58,14 @@ def test_tune_config_validates():
         TuneConfig(heldout_share=0.9)
 
 
+def test_tune_needs_the_torch_backend(kb_factory):
+    from kb_assistant.errors import KBError
+
+    kb = kb_factory(config={"generation": {"backend": "llama_cpp"}})
+    with pytest.raises(KBError, match="backend is 'llama_cpp': set backend = 'torch' to tune"):
+        kb.tune()
+
+
 @pytest.mark.slow
 def test_train_follows_the_plan(tmp_path):
     """train(plan=...) asks once, after the measured steps, and trains the planned number of steps."""

@@ -30,8 +30,8 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from ..config import ANSWER_MODES, GenerationConfig, QueryConfig
-from ..errors import ConfigError
-from ..evidence import Grounding, grounding, is_furniture, is_instruction
+from ..errors import ConfigError, GeneratorUnavailable
+from ..evidence import Grounding, grounding, is_fragment, is_furniture, is_instruction
 from ..prompts import select_context, unknown_text
 from ..safety import AuditLog, SafetyFilter
 from ..text import CITATION_RE, detect_lang, split_sentences, strip_citations, terms, truncate_sentences
@@ -231,7 +231,7 @@ class QueryEngine:
         for i in picks:  # passages in the order of their best sentence
             ev = prep.evidence[i]
             groups.setdefault(prep.ev_number[i], {})[ev.position] = ev.text.strip()
-        if picks:
+        if picks and not self.config.extractive_min_overlap:  # a strict quote is not widened
             self._widen(prep, picks[0], groups)
         sep = "" if prep.lang == "zh" else " "
         parts = [sep.join(t for _, t in sorted(members.items())) + f"{sep}[{n}]"
@@ -247,7 +247,7 @@ class QueryEngine:
 
     def _widen(self, prep: Prepared, pick: int, groups: dict[int, dict[int, str]]) -> None:
         """Add the neighbours of evidence ``pick`` in its passage (following ones first) until the quote
-        of that passage reaches ``extractive_chars``; headings, TOC lines and instructions never."""
+        of that passage reaches ``extractive_chars``; never headings, fragments, TOC lines, instructions."""
         limit = self.config.extractive_chars
         n = prep.ev_number[pick]
         members = groups[n]
@@ -260,7 +260,8 @@ class QueryEngine:
             else:
                 pos, before = before, before - 1
             sent = sentences[pos].strip()
-            if pos not in members and sent and not is_furniture(sent) and not is_instruction(sent):
+            if (pos not in members and sent and not is_furniture(sent) and not is_fragment(sent)
+                    and not is_instruction(sent)):
                 members[pos] = sent
 
     def _check_and_cite(self, prep: Prepared, text: str) -> Answer:
@@ -302,23 +303,29 @@ class QueryEngine:
         t = time.perf_counter()
         cfg = prep.gen_config
         assert cfg is not None
-        if cfg.num_beams > 1:
-            text = self.generator.generate(prep.messages, cfg)
-        else:  # stream internally so a drifting answer stops after its first words (as ask_stream does)
-            text, checked = "", None
-            stream = self.generator.stream(prep.messages, cfg)
-            try:
-                for piece in stream:
-                    text += piece
-                    checked = self._first_words_ok(prep, text) if checked is None else checked
-                    if checked is False:
-                        text = ""  # -> the extractive answer
-                        break
-            finally:
-                stream.close()
-            text = truncate_sentences(text, cfg.max_sentences)
+        try:
+            text = self._generate(prep, cfg)
+        except GeneratorUnavailable as exc:  # -> the extractive answer
+            logger.warning("%s: answering extractively", exc)
+            text = ""
         prep.timings["generate"] = prep.timings["first_token"] = ms(t)
         return self._finish(prep, self._check_and_cite(prep, text))
+
+    def _generate(self, prep: Prepared, cfg: GenerationConfig) -> str:
+        if cfg.num_beams > 1:
+            return self.generator.generate(prep.messages, cfg)
+        # stream internally so a drifting answer stops after its first words (as ask_stream does)
+        text, checked = "", None
+        stream = self.generator.stream(prep.messages, cfg)
+        try:
+            for piece in stream:
+                text += piece
+                checked = self._first_words_ok(prep, text) if checked is None else checked
+                if checked is False:
+                    return ""  # -> the extractive answer
+        finally:
+            stream.close()
+        return truncate_sentences(text, cfg.max_sentences)
 
     def _first_words_ok(self, prep: Prepared, text: str) -> bool | None:
         """None until the first sentence or ``stream_check_terms`` content words are there; then whether

@@ -6,8 +6,8 @@ base; every other command fails with one line on a path that is not one. Text fr
 names is printed with control characters escaped (:func:`~kb_assistant.cli.common.safe`).
 
 Sub-commands live in one module each (``documents``, ``answers``, ``evaluate``, ``finetune``,
-``tune``, ``serve``); each exports ``COMMANDS``: ``(name, help, setup(parser), run(args) -> exit code)``, and
-:data:`COMMANDS` below is the one table of them all.
+``tune``, ``models``, ``serve``); each exports ``COMMANDS``: ``(name, help, setup(parser), run(args) ->
+exit code)``, and :data:`COMMANDS` below is the one table of them all.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from collections.abc import Sequence
 from .._version import __version__
 from ..errors import KBError
 from ..store.docstore import damaged, is_damage
-from . import answers, documents, evaluate, finetune, maintenance, serve, tune
+from . import answers, documents, evaluate, finetune, maintenance, models, serve, tune
 from .common import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, SafeFormatter, safe
 
 __all__ = ["COMMANDS", "EXIT_ERROR", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "build_parser", "main"]
 
 COMMANDS = [*documents.COMMANDS, *maintenance.COMMANDS, *answers.COMMANDS, *evaluate.COMMANDS,
-            *finetune.COMMANDS, *tune.COMMANDS, *serve.COMMANDS]
+            *finetune.COMMANDS, *tune.COMMANDS, *models.COMMANDS, *serve.COMMANDS]
 
 
 def build_parser() -> argparse.ArgumentParser:

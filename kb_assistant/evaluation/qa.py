@@ -18,14 +18,13 @@ corpus, for unanswerable items). Unknown keys are kept in ``QAItem.extra``.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kb_assistant.errors import ConfigError
-from kb_assistant.jsonl import load_jsonl_checked
+from kb_assistant.jsonl import json_lines, load_jsonl_checked
 
 logger = logging.getLogger(__name__)
 
@@ -167,14 +166,7 @@ def parse_qa_lines(lines: list[str], name: str = "<qa>") -> tuple[list[QAItem], 
     items: list[QAItem] = []
     errors: list[str] = []
     seen: dict[str, int] = {}
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            errors.append(f"{name}: line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})")
-            continue
+    for lineno, data in json_lines(lines, name, errors):
         if isinstance(data, dict):
             data = with_defaults(data, lineno)
         problems = validate_record(data)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..gate.model import fit_logistic
 from .metrics import (
     MAX_FALSE_UNKNOWN,
     TARGET_UNKNOWN_RECALL,
@@ -63,23 +64,6 @@ def top_hit_features(kb: KnowledgeBase, items: Sequence[QAItem], k: int = 10) ->
         feats.append([top.metadata.get("dense_score", 0.0), top.metadata.get("bm25_norm", 0.0)])
         labels.append(1.0 if item.answerable and hit_matches(top, item) else 0.0)
     return np.asarray(feats, dtype=np.float64).reshape(-1, 2), np.asarray(labels, dtype=np.float64)
-
-
-def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 50) -> np.ndarray:
-    """L2-regularised logistic regression by Newton's method; returns (w0, w1, ...)."""
-    xb = np.hstack([np.ones((len(x), 1)), x])
-    w = np.zeros(xb.shape[1])
-    reg = np.eye(len(w)) * l2
-    reg[0, 0] = 0.0
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-np.clip(xb @ w, -50, 50)))
-        grad = xb.T @ (p - y) + reg @ w
-        hess = (xb * (p * (1 - p))[:, None]).T @ xb + reg + np.eye(len(w)) * 1e-9
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-8:
-            break
-    return w
 
 
 def calibrate(kb: KnowledgeBase, qa_path: str | os.PathLike[str], *,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..jsonl import load_jsonl_checked
+from ..jsonl import json_lines, load_jsonl_checked
 from ..storage_utils import atomic_write_text
 
 ROLES = ("system", "user", "assistant")
@@ -99,14 +99,7 @@ def parse_lines(lines: Iterable[str], name: str = "<data>") -> tuple[list[TrainE
     """Parse JSONL lines; returns (valid examples, every error as '<name>: line N: message')."""
     examples: list[TrainExample] = []
     errors: list[str] = []
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            errors.append(f"{name}: line {lineno}: invalid JSON ({exc.msg} at column {exc.colno})")
-            continue
+    for lineno, data in json_lines(lines, name, errors):
         problems = validate_record(data)
         if problems:
             errors.extend(f"{name}: line {lineno}: {p}" for p in problems)

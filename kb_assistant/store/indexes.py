@@ -103,8 +103,8 @@ class Indexes:
         from .sparse import SparseIndex
 
         def check(index: SparseIndex) -> None:
-            if index.path is None:  # it dropped an unreadable file itself
-                raise ValueError("unreadable")
+            if index.damaged:  # it dropped an unreadable file itself
+                raise ValueError(index.damaged)
 
         return self._open_checked(SPARSE_FILE, SparseIndex, self.sparse_texts, check)
 

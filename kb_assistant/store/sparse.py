@@ -50,6 +50,7 @@ class SparseIndex:
         self.path = Path(path) if path is not None else None
         self.k1, self.b = float(k1), float(b)
         self._lock = threading.RLock()
+        self.damaged: str | None = None  # why the file could not be read (then the index starts empty)
         self._set_base(None, [])
         if self.path is not None and self.path.exists():
             self._load(self.path)
@@ -113,6 +114,7 @@ class SparseIndex:
             self._set_base({k: z[k] for k in _BASE}, terms)
         except (OSError, ValueError, KeyError) as exc:
             logger.warning("sparse index %s unreadable (%s): rebuilding from the docstore", path, exc)
+            self.damaged = f"not a readable index ({exc})"
             self._set_base(None, [])
 
     def save(self, path: Path | None = None) -> None:

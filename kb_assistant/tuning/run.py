@@ -167,6 +167,9 @@ def tune(kb: Any, config: TuneConfig | None = None, *, show_progress: bool | Non
     from .measure import ask_probes, decide, probe_metrics
 
     cfg = config or TuneConfig()
+    if kb.config.generation.backend != "torch":
+        raise KBError(f"kb tune trains a LoRA adapter for the torch generator; [generation] backend is "
+                      f"{kb.config.generation.backend!r}: set backend = 'torch' to tune")
     show = logger.isEnabledFor(logging.INFO) if show_progress is None else show_progress
     if cfg.threads:
         import torch
