@@ -254,6 +254,12 @@ def stage_shards(dsts: list[Path], k: int) -> dict[str, Any]:
     emb.embed_query = {s: emb.embed_query(s) for s in questions}.__getitem__  # type: ignore[method-assign]
     res["retrieval_vector_given"] = timed(lambda s: skb.search(s, k=k))
     res["retrieval_vector_given_acl"] = timed(lambda s: skb.search(s, k=k, groups=["hr"]))
+    # do the shards' searches overlap in threads? BM25 alone, shard after shard vs one thread a shard
+    def bm25(kb: Any, q: str) -> Any:
+        return kb.retriever.sparse.top(kb.retriever.sparse.score_all(q)[0], 50)
+
+    res["bm25_sequential"] = timed(lambda q: [bm25(kb, q) for kb in skb.shards])
+    res["bm25_threads"] = timed(lambda q: list(skb._pool.map(lambda kb: bm25(kb, q), skb.shards)))
     res["rss_end"] = _proc_status()
     skb.close()
     return res
