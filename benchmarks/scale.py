@@ -3,6 +3,7 @@
     python benchmarks/retrieval.py --embedders minilm --no-llamaindex     # the source KB, once
     python benchmarks/scale.py --chunks 100000 300000 1000000              # -> results/scale.json
     python benchmarks/scale.py --compare 10000 25000 50000 100000 300000   # index types -> scale_ann.json
+    python benchmarks/scale.py --sharded 500000                            # 2 x 500k -> scale_shards.json
     python benchmarks/scale.py --plot                                      # -> docs/img/scale_latency.png
 
 Synthesis (as ``benchmarks/search_latency.py``): every chunk of the handbook KB replicated with its
@@ -231,6 +232,39 @@ def stage_measure(dst: Path, k: int) -> dict[str, Any]:
     return res
 
 
+def stage_shards(dsts: list[Path], k: int) -> dict[str, Any]:
+    """``ShardedKnowledgeBase`` over ``dsts`` (a knowledge base and copies of it): merged top-k latency."""
+    from kb_assistant.evaluation import load_qa
+    from kb_assistant.shards import ShardedKnowledgeBase
+
+    questions = [it.question for it in load_qa(ROOT / "benchmarks/data/debian_qa.jsonl")]
+    t0 = time.perf_counter()
+    skb = ShardedKnowledgeBase(dsts)
+    for kw in ({}, {"groups": ["hr"]}):
+        skb.search("warm-up 如何配置网络", k=1, **kw)
+    res: dict[str, Any] = {"shards": len(dsts), "chunks": sum(kb.dense.ntotal for kb in skb.shards),
+                           "open_s": round(time.perf_counter() - t0, 1), "rss_open": _proc_status()}
+
+    def timed(fn: Any) -> dict[str, float]:
+        return _timed(fn, questions)[0]
+
+    res["hybrid_e2e"] = timed(lambda s: skb.search(s, k=k))
+    res["hybrid_e2e_acl"] = timed(lambda s: skb.search(s, k=k, groups=["hr"]))
+    emb = skb.shards[0].embedder  # the process-wide embedder the shards share
+    emb.embed_query = {s: emb.embed_query(s) for s in questions}.__getitem__  # type: ignore[method-assign]
+    res["retrieval_vector_given"] = timed(lambda s: skb.search(s, k=k))
+    res["retrieval_vector_given_acl"] = timed(lambda s: skb.search(s, k=k, groups=["hr"]))
+    # do the shards' searches overlap in threads? BM25 alone, shard after shard vs one thread a shard
+    def bm25(kb: Any, q: str) -> Any:
+        return kb.retriever.sparse.top(kb.retriever.sparse.score_all(q)[0], 50)
+
+    res["bm25_sequential"] = timed(lambda q: [bm25(kb, q) for kb in skb.shards])
+    res["bm25_threads"] = timed(lambda q: list(skb._pool.map(lambda kb: bm25(kb, q), skb.shards)))
+    res["rss_end"] = _proc_status()
+    skb.close()
+    return res
+
+
 def stage_compare(src: Path, qa: Path, n: int, sigma: float) -> list[dict[str, Any]]:
     """Candidate dense indexes on the same synthesised vectors (no docstore): build, memory, recall, p50."""
     import faiss
@@ -317,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--qa", type=Path, default=ROOT / "benchmarks/data/debian_qa.jsonl")
     ap.add_argument("--chunks", type=int, nargs="*", default=[])
     ap.add_argument("--compare", type=int, nargs="*", default=[])
+    ap.add_argument("--sharded", type=int, nargs="*", default=[],
+                    help="sizes whose KB is also searched as --n-shards shards (copies of it)")
+    ap.add_argument("--n-shards", type=int, default=2)
     ap.add_argument("--plot", action="store_true", help="draw docs/img/scale_latency.png from the results")
     ap.add_argument("--sigma", type=float, default=0.02, help="per-dimension noise of a copy's vector")
     ap.add_argument("--threads", type=int, default=2)
@@ -324,9 +361,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rebuild", action="store_true", help="synthesise again even if cached")
     ap.add_argument("--synthesise-only", action="store_true", help="prepare the KBs, time nothing")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results")
-    ap.add_argument("--stage", choices=("build", "measure", "compare"), help=argparse.SUPPRESS)
+    ap.add_argument("--stage", choices=("build", "measure", "compare", "shards"), help=argparse.SUPPRESS)
     for hidden, kind in (("--stage-out", Path), ("--dest", Path), ("--n", int)):
         ap.add_argument(hidden, type=kind, help=argparse.SUPPRESS)
+    ap.add_argument("--dests", type=Path, nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     import faiss
@@ -336,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     faiss.omp_set_num_threads(args.threads)
     if args.stage:
         result = (stage_build(args.dest) if args.stage == "build" else stage_measure(args.dest, args.k)
-                  if args.stage == "measure" else stage_compare(args.source, args.qa, args.n, args.sigma))
+                  if args.stage == "measure" else stage_shards(args.dests, args.k) if args.stage == "shards"
+                  else stage_compare(args.source, args.qa, args.n, args.sigma))
         args.stage_out.write_text(json.dumps(result))
         return 0
     meta = {"threads": args.threads, "sigma": args.sigma, "cpu_count": os.cpu_count(),
@@ -355,13 +394,23 @@ def main(argv: list[str] | None = None) -> int:
         rows = _children(args, [("compare", ["--n", str(n)])])[0]
         _merge(args.out / "scale_ann.json", str(n), rows,
                dict(meta, command="python benchmarks/scale.py --compare " + " ".join(map(str, args.compare))))
+    for n in args.sharded:  # the measured KB of that size (dense index built) and copies of it
+        dsts = [args.cache / f"kb-scale-{n}"] + [args.cache / f"kb-scale-{n}-copy{i}" for i in
+                                                 range(1, args.n_shards)]
+        for dst in dsts[1:]:
+            if not (dst / f".built-{n}").exists():
+                shutil.rmtree(dst, ignore_errors=True)
+                shutil.copytree(dsts[0], dst)
+        rows = _children(args, [("shards", ["--dests", *map(str, dsts)])])[0]
+        _merge(args.out / "scale_shards.json", f"{args.n_shards}x{n}", rows,
+               dict(meta, command=f"python benchmarks/scale.py --sharded {n} --n-shards {args.n_shards}"))
     if args.plot:
         plot(args.out / "scale.json", args.out / "scale_ann.json", ROOT / "docs/img/scale_latency.png")
     return 0
 
 
 def plot(scale_json: Path, ann_json: Path, png: Path) -> None:
-    """p50 latency and resident memory against the number of chunks."""
+    """p50 latency (wall clock and CPU time) and resident memory against the number of chunks."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -371,30 +420,38 @@ def plot(scale_json: Path, ann_json: Path, png: Path) -> None:
     sizes = sorted(runs, key=int)
     m = {n: runs[n]["measure"]["result"] for n in sizes}
     x = [int(n) for n in sizes]
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for key, label in (("hybrid_e2e", "hybrid, end to end (query embedding included)"),
-                       ("retrieval_vector_given", "hybrid, query vector given"),
-                       ("dense_all", "dense IVF, vector given"), ("dense_hr", "dense IVF + ACL (a third)")):
-        ax.plot(x, [m[n][key]["p50"] for n in sizes], "o-", label=label)
-    if ann_json.exists():
-        exact = sorted((int(n), r["p50"]) for n, rows in json.loads(ann_json.read_text())["runs"].items()
-                       for r in rows["result"] if r["index"].startswith("exact"))
-        ax.plot([e[0] for e in exact], [e[1] for e in exact], "s--", label="dense exact scan, vector given")
-    for target in (30, 5):
-        ax.axhline(target, color="grey", lw=0.8, ls=":")
-    ax.set(xscale="log", yscale="log", xlabel="chunks", ylabel="p50 latency (ms), 2 CPU threads",
-           title="search latency")
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
+    shards_json = scale_json.with_name("scale_shards.json")
+    sh = ([r["result"] for r in json.loads(shards_json.read_text())["runs"].values()]
+          if shards_json.exists() else [])
+    exact = sorted((int(n), r) for n, rows in json.loads(ann_json.read_text())["runs"].items()
+                   for r in rows["result"] if r["index"].startswith("exact")) if ann_json.exists() else []
+    for ax, stat, title in ((axes[0], "p50", "wall clock, p50"), (axes[1], "cpu_p50", "CPU time, p50")):
+        for key, label in (("hybrid_e2e", "hybrid, end to end (query embedding included)"),
+                           ("retrieval_vector_given", "hybrid, query vector given"),
+                           ("dense_all", "dense IVF, vector given"),
+                           ("dense_hr", "dense IVF + ACL (a third)"),
+                           ("dense_selective", "dense IVF + filter (3,170 chunks)")):
+            ax.plot(x, [m[n][key][stat] for n in sizes], "o-", label=label)
+        if exact:
+            ax.plot([e[0] for e in exact], [e[1][stat] for e in exact], "s--", label="dense exact scan")
+        if sh:
+            ax.plot([r["chunks"] for r in sh], [r["hybrid_e2e"][stat] for r in sh], "D", color="black",
+                    label=f"hybrid, end to end, {sh[0]['shards']} shards merged")
+        for target in (30, 5):
+            ax.axhline(target, color="grey", lw=0.8, ls=":")
+        ax.set(xscale="log", yscale="log", xlabel="chunks", ylabel="ms per query, 2 CPU threads",
+               title=f"search latency ({title})")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=4, fontsize=8)
     for key, label in (("VmRSS", "RSS (anonymous + file-backed)"), ("RssAnon", "anonymous")):
-        ax2.plot(x, [m[n]["rss_end"][key] / 1024 for n in sizes], "o-", label=label)
-    ax2.axhline(3, color="grey", lw=0.8, ls=":")
-    ax2.set(xscale="log", xlabel="chunks", ylabel="GB", title="resident memory after the searches")
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
+        axes[2].plot(x, [m[n]["rss_end"][key] / 1024 for n in sizes], "o-", label=label)
+    axes[2].axhline(3, color="grey", lw=0.8, ls=":")
+    axes[2].set(xscale="log", xlabel="chunks", ylabel="GB", title="resident memory after the searches")
+    axes[2].legend(fontsize=7)
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)
     logger.info("wrote %s", png)
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -10,19 +10,24 @@ port), stopped at the end. Questions come from ``examples/sample_qa.jsonl`` (ans
 unanswerable, English and Chinese). Prints p50/p95/max latency per endpoint, throughput and errors;
 exit status 1 if any request failed.
 
+``--compare``: the same load twice in one run, first one answer at a time (``--batch-max 1``), then
+with dynamic batching (``--batch-max N``, default the ``[server]`` default); prints and writes both and
+the ratio of answered requests per minute.
+
 ``--hostile``: the server runs with API keys (one per normal client, plus ``hr``, ``it``, a public key
-and a burst key) on a copy of the knowledge base, and a quarter of the clients (at least 2) send
-hostile requests instead (:data:`HOSTILE`: oversize chat messages and bodies, oversize fields, a
-question over the token budget, an oversize history, cross-group deletes, uploads and group widening,
-bad keys, rate-limit bursts). It passes when the normal requests have 0 errors, every hostile request
-gets a 4xx, HR's upload is unchanged at the end, the saved indexes verify, and the generator's slot was
-never held longer than the request timeout.
+and a burst key) on a copy of the knowledge base, and a quarter of the clients (at least 2) send hostile
+requests instead (:data:`HOSTILE`: oversize chat messages and bodies, oversize fields, a question over
+the token budget, an oversize history, cross-group deletes, uploads and group widening, bad keys,
+rate-limit bursts, a zip-bomb DOCX and a 25 MB upload). It passes when the normal requests have 0
+errors, every hostile request gets a 4xx, HR's upload is unchanged at the end, the saved indexes verify,
+and the generator's slot was never held longer than the request timeout.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import os
 import random
@@ -33,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 import httpx
@@ -137,6 +143,19 @@ def _upload(name: str, data: bytes) -> dict:
     return {"files": {"files": (name, data)}}
 
 
+def zip_bomb_docx(unzipped_mb: int = 120) -> bytes:
+    """A DOCX whose document.xml expands to ``unzipped_mb`` MB (about 120 KB zipped)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats'
+                    '.org/package/2006/content-types"/>')
+        with zf.open("word/document.xml", "w", force_zip64=True) as part:
+            block = b" " * 2**20
+            for _ in range(unzipped_mb):
+                part.write(block)
+    return buf.getvalue()
+
+
 #: kind -> (key, method, path, request keyword arguments); the HR document's id replaces {hr_doc}
 HOSTILE: dict[str, tuple[str, str, str, dict]] = {
     "oversize_chat_60kb": (PUBLIC, *_chat("vpn " * 15_000)),
@@ -156,6 +175,9 @@ HOSTILE: dict[str, tuple[str, str, str, dict]] = {
     "reader_deletes_hr_doc": (BOTH, "DELETE", "/v1/documents/{hr_doc}", {}),
     "widen_groups": (IT, "POST", "/v1/search", {"json": {"query": "payroll", "groups": ["hr"]}}),
     "bad_key": ("not-a-key-000000", "POST", "/v1/search", {"json": {"query": "vpn"}}),
+    "zip_bomb_docx": (PUBLIC, "POST", "/v1/documents", _upload("bomb.docx", zip_bomb_docx())),
+    "huge_upload_25mb": (PUBLIC, "POST", "/v1/documents",
+                         _upload("huge.txt", b"vpn huge upload\n" * 1_640_000)),
 }
 
 
@@ -267,12 +289,16 @@ def summarise(results: list[dict], wall: float) -> dict:
             "mean_ms": round(statistics.fmean(ok), 1) if ok else None, "modes": modes,
             "by_mode": {m: {"n": len(v), "p50_ms": round(percentile(v, 0.5), 1),
                             "p95_ms": round(percentile(v, 0.95), 1)} for m, v in sorted(by_mode.items())}}
+    answered = [r for r in results if r["status"] == 200]
+    summary["answered_per_min"] = round(len(answered) / wall * 60.0, 1)
+    summary["ask_answered_per_min"] = round(sum(1 for r in answered if r["endpoint"] == "/v1/ask")
+                                            / wall * 60.0, 1)
     errors = [r["error"] for r in results if r.get("error")]
     summary["error_samples"] = sorted(set(errors))[:5]
     return summary
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--kb", type=Path, default=DEFAULT_KB,
                    help="knowledge base (default: the sample KB, built once)")
@@ -284,20 +310,25 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=300.0, help="per-request timeout of the clients (s)")
     p.add_argument("--queue", type=int, default=64, help="server --queue (answers allowed to wait)")
     p.add_argument("--request-timeout", type=float, default=120.0, help="server --request-timeout (s)")
+    p.add_argument("--batch-max", type=int, default=None,
+                   help="server --batch-max (default: the [server] default; 1: one answer at a time)")
+    p.add_argument("--compare", action="store_true",
+                   help="run the load with --batch-max 1, then with --batch-max (batching), same seed")
     p.add_argument("--hostile", action="store_true", help="API keys, and a quarter of the clients hostile")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="write the summary here")
     args = p.parse_args()
     if not 1 <= args.clients <= 200 or not 0 < args.duration <= 600:
         p.error("--clients must be in 1..200 and --duration in (0, 600]")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    lines = SAMPLE_QA.read_text(encoding="utf-8").splitlines()
-    records = [json.loads(line) for line in lines if line.strip()]
-    questions = [r["question"] for r in records]
-    per_lang = {r.get("lang", "en"): r["question"] for r in records}  # warm-up: jieba loads on first zh query
-    kb = ensure_kb(args.kb)
+    return args
+
+
+def measure(args: argparse.Namespace, kb: Path, questions: list[str], warm_questions: list[str],
+            batch_max: int | None) -> tuple[dict, bool]:
+    """One server, one load; the summary and whether a check failed."""
     extra = ["--request-timeout", str(args.request_timeout)]
+    if batch_max is not None:
+        extra += ["--batch-max", str(batch_max)]
     work = Path(tempfile.mkdtemp(prefix="kb-hostile-")) if args.hostile else None
     if work is not None:  # a copy: the hostile run uploads, and must not change the cached knowledge base
         kb = Path(shutil.copytree(kb, work / "kb"))
@@ -313,7 +344,7 @@ def main() -> int:
     invariants: dict = {}
     try:
         # warm-up (not measured): embedder and generator load on first use
-        warm_ups = [("/v1/search", {"query": q}) for q in per_lang.values()]
+        warm_ups = [("/v1/search", {"query": q}) for q in warm_questions]
         warm_ups.append(("/v1/ask", {"question": questions[0], "use_cache": False}))
         for endpoint, body in warm_ups:
             warm = httpx.post(f"{url}{endpoint}", json=body, timeout=300, headers=auth)
@@ -321,8 +352,8 @@ def main() -> int:
                 raise SystemExit(f"warm-up {endpoint} failed: {warm.status_code} {warm.text[:300]}")
         hr_doc = hostile_setup(url) if args.hostile else None
         print(f"load: {args.clients} clients, {args.duration:.0f} s, ask ratio {args.ask_ratio}, "
-              f"cache {'off' if args.no_cache else 'on'}, {len(questions)} questions"
-              f"{', hostile mix' if args.hostile else ''}", flush=True)
+              f"cache {'off' if args.no_cache else 'on'}, {len(questions)} questions, batch_max "
+              f"{batch_max or 'default'}{', hostile mix' if args.hostile else ''}", flush=True)
         load0 = os.getloadavg()
         results, hostile, wall = asyncio.run(run_load(url, questions, args, hr_doc))
         health = httpx.get(f"{url}/healthz", timeout=10).json()
@@ -336,29 +367,74 @@ def main() -> int:
             server.kill()
     summary = summarise(results, wall)
     summary.update(clients=args.clients, duration_s=args.duration, ask_ratio=args.ask_ratio,
-                   cache=not args.no_cache, queue=health.get("queue"), cpus=os.cpu_count(),
-                   request_timeout_s=health.get("request_timeout_s"),
+                   cache=not args.no_cache, queue=health.get("queue"), batching=health.get("batching"),
+                   cpus=os.cpu_count(), request_timeout_s=health.get("request_timeout_s"),
                    load_average={"start": [round(x, 2) for x in load0],
                                  "end": [round(x, 2) for x in os.getloadavg()]})
     print(f"{'endpoint':<12} {'n':>6} {'err':>4} {'req/s':>7} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9}"
           "  modes")
-    for endpoint, s in summary["endpoints"].items():
-        print(f"{endpoint:<12} {s['requests']:>6} {s['errors']:>4} {s['rps']:>7.2f} {s['p50_ms']:>9.1f} "
-              f"{s['p95_ms']:>9.1f} {s['max_ms'] or 0:>9.1f}  {s['modes']}")
-        for mode, m in s["by_mode"].items():
+    for endpoint, e in summary["endpoints"].items():
+        print(f"{endpoint:<12} {e['requests']:>6} {e['errors']:>4} {e['rps']:>7.2f} {e['p50_ms']:>9.1f} "
+              f"{e['p95_ms']:>9.1f} {e['max_ms'] or 0:>9.1f}  {e['modes']}")
+        for mode, m in e["by_mode"].items():
             print(f"  {mode:<10} {m['n']:>6} {'':>4} {'':>7} {m['p50_ms']:>9.1f} {m['p95_ms']:>9.1f}")
     print(f"total: {summary['requests']} requests in {summary['wall_s']} s = "
-          f"{summary['throughput_rps']} req/s, "
-          f"{summary['errors']} errors; server queue {summary['queue']}")
+          f"{summary['throughput_rps']} req/s, {summary['answered_per_min']} answered/min, "
+          f"{summary['errors']} errors; server queue {summary['queue']}; batching {summary['batching']}; "
+          f"load average {summary['load_average']}", flush=True)
     for err in summary["error_samples"]:
         print(f"  error: {err}")
     failed = bool(summary["errors"])
     if args.hostile:
         failed |= report_hostile(summary, hostile, invariants, kb)
         shutil.rmtree(work, ignore_errors=True)
+    return summary, failed
+
+
+def compare(runs: dict[str, dict]) -> dict:
+    """Batching against one at a time: ratios and the targets (>= 3x answered/min, p95 <= 20 s)."""
+    one, batched = runs["one_at_a_time"], runs["batching"]
+    ask1, ask2 = one["endpoints"]["/v1/ask"], batched["endpoints"]["/v1/ask"]
+    out = {"answered_per_min": [one["answered_per_min"], batched["answered_per_min"]],
+           "ask_answered_per_min": [one["ask_answered_per_min"], batched["ask_answered_per_min"]],
+           "throughput_ratio": round(batched["answered_per_min"] / max(one["answered_per_min"], 1e-9), 2),
+           "ask_throughput_ratio": round(batched["ask_answered_per_min"]
+                                         / max(one["ask_answered_per_min"], 1e-9), 2),
+           "ask_p50_ms": [ask1["p50_ms"], ask2["p50_ms"]], "ask_p95_ms": [ask1["p95_ms"], ask2["p95_ms"]],
+           "errors": [one["errors"], batched["errors"]]}
+    out["targets"] = {"throughput_3x": out["throughput_ratio"] >= 3.0,
+                      "ask_p95_le_20s": ask2["p95_ms"] <= 20_000, "errors_0": batched["errors"] == 0}
+    print(f"{'':<16} {'answered/min':>12} {'asks/min':>9} {'ask p50':>9} {'ask p95':>9} {'errors':>6}")
+    for name, r in runs.items():
+        a = r["endpoints"]["/v1/ask"]
+        print(f"{name:<16} {r['answered_per_min']:>12.1f} {r['ask_answered_per_min']:>9.1f} "
+              f"{a['p50_ms'] / 1000:>8.1f}s {a['p95_ms'] / 1000:>8.1f}s {r['errors']:>6}")
+    print(f"batching: {out['throughput_ratio']}x answered/min ({out['ask_throughput_ratio']}x asks); "
+          f"targets {out['targets']}")
+    return out
+
+
+def main() -> int:
+    args = parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    lines = SAMPLE_QA.read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines if line.strip()]
+    questions = [r["question"] for r in records]
+    per_lang = {r.get("lang", "en"): r["question"] for r in records}  # warm-up: jieba loads on first zh query
+    kb = ensure_kb(args.kb)
+    warm = list(per_lang.values())
+    if args.compare:
+        runs, failed = {}, False
+        for name, batch_max in (("one_at_a_time", 1), ("batching", args.batch_max)):
+            runs[name], bad = measure(args, kb, questions, warm, batch_max)
+            failed |= bad
+        out: dict = {"runs": runs, "comparison": compare(runs), "cpus": os.cpu_count()}
+    else:
+        out, failed = measure(args, kb, questions, warm, args.batch_max)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        args.json.write_text(json.dumps(out, indent=2), encoding="utf-8")
     return 1 if failed else 0
 
 

@@ -20,12 +20,14 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 if TYPE_CHECKING:
     from .config import KBConfig
     from .knowledge_base import KnowledgeBase
+    from .shards import ShardedKnowledgeBase
     from .types import Hit, IngestReport
 
-__all__ = ["Hit", "IngestReport", "KBConfig", "KnowledgeBase", "__version__"]
+__all__ = ["Hit", "IngestReport", "KBConfig", "KnowledgeBase", "ShardedKnowledgeBase", "__version__"]
 
 _LAZY = {
     "KnowledgeBase": ("knowledge_base", "KnowledgeBase"),
+    "ShardedKnowledgeBase": ("shards", "ShardedKnowledgeBase"),
     "KBConfig": ("config", "KBConfig"),
     "Hit": ("types", "Hit"),
     "IngestReport": ("types", "IngestReport"),

@@ -45,3 +45,8 @@ class ModelNotFound(KBError):
 
 class AccessDenied(KBError):
     """The caller's groups do not allow this operation."""
+
+
+class GeneratorUnavailable(KBError):
+    """The generator could not answer (a remote server refused, timed out or failed); the query engine
+    answers extractively instead."""

@@ -254,6 +254,15 @@ class Generator:
         text = self.tokenizer.decode(out[0, n_prompt:], skip_special_tokens=True)
         return truncate_sentences(text, config.max_sentences)
 
+    def generate_batch(self, messages_list: list[list[dict[str, str]]],
+                       config: GenerationConfig | None = None, sinks: Any = ()) -> list[str]:
+        """Replies to several chats in one forward pass per step (left padding; greedy replies equal
+        :meth:`generate`'s); ``sinks`` (:class:`~kb_assistant.generation_batch.RowSink`, one per chat)
+        receive each row's text as it comes and may stop their row."""
+        from .generation_batch import run_batch
+
+        return run_batch(self, messages_list, config or GenerationConfig(), sinks)
+
     def stream(self, messages: list[dict[str, str]], config: GenerationConfig | None = None) -> Iterator[str]:
         """Yield text pieces as they are generated; closing the iterator early stops generation."""
         import torch

@@ -32,11 +32,21 @@ def adapter_for(kb_path: Path, cfg: KBConfig, explicit: str | os.PathLike[str] |
 
 
 def generator_factory(cfg: KBConfig, adapter: str | os.PathLike[str] | None) -> Callable[[], Any]:
-    """A function creating the ``[generation]`` generator (torch or llama.cpp, with ``adapter``) on first
-    use."""
+    """A function creating the ``[generation]`` generator on first use: the
+    :class:`~kb_assistant.remote_generation.RemoteGenerator` of ``remote_url`` when set (the adapter
+    and the local-model settings do not apply then), else the local one (torch or llama.cpp, with
+    ``adapter``)."""
+    g = cfg.generation
+    if g.remote_url:
+        from ..remote_generation import RemoteGenerator
+
+        if adapter is not None:
+            logger.warning("[generation] remote_url is set: the adapter %s is not used", adapter)
+        return lambda: RemoteGenerator(g.remote_url, g.remote_model, api_key_env=g.remote_api_key_env,
+                                       timeout_s=g.remote_timeout_s)
     from ..models.factory import make_generator
 
-    gen_kw = cfg.generation.generator_kwargs()
+    gen_kw = g.generator_kwargs()
     return lambda: make_generator(adapter=adapter, **gen_kw)
 
 

@@ -30,7 +30,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from ..config import ANSWER_MODES, GenerationConfig, QueryConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, GeneratorUnavailable
 from ..evidence import Grounding, grounding, is_fragment, is_furniture, is_instruction
 from ..prompts import select_context, unknown_text
 from ..safety import AuditLog, SafetyFilter
@@ -303,23 +303,29 @@ class QueryEngine:
         t = time.perf_counter()
         cfg = prep.gen_config
         assert cfg is not None
-        if cfg.num_beams > 1:
-            text = self.generator.generate(prep.messages, cfg)
-        else:  # stream internally so a drifting answer stops after its first words (as ask_stream does)
-            text, checked = "", None
-            stream = self.generator.stream(prep.messages, cfg)
-            try:
-                for piece in stream:
-                    text += piece
-                    checked = self._first_words_ok(prep, text) if checked is None else checked
-                    if checked is False:
-                        text = ""  # -> the extractive answer
-                        break
-            finally:
-                stream.close()
-            text = truncate_sentences(text, cfg.max_sentences)
+        try:
+            text = self._generate(prep, cfg)
+        except GeneratorUnavailable as exc:  # -> the extractive answer
+            logger.warning("%s: answering extractively", exc)
+            text = ""
         prep.timings["generate"] = prep.timings["first_token"] = ms(t)
         return self._finish(prep, self._check_and_cite(prep, text))
+
+    def _generate(self, prep: Prepared, cfg: GenerationConfig) -> str:
+        if cfg.num_beams > 1:
+            return self.generator.generate(prep.messages, cfg)
+        # stream internally so a drifting answer stops after its first words (as ask_stream does)
+        text, checked = "", None
+        stream = self.generator.stream(prep.messages, cfg)
+        try:
+            for piece in stream:
+                text += piece
+                checked = self._first_words_ok(prep, text) if checked is None else checked
+                if checked is False:
+                    return ""  # -> the extractive answer
+        finally:
+            stream.close()
+        return truncate_sentences(text, cfg.max_sentences)
 
     def _first_words_ok(self, prep: Prepared, text: str) -> bool | None:
         """None until the first sentence or ``stream_check_terms`` content words are there; then whether

@@ -6,11 +6,23 @@ anything is shown: if it drifts, generation stops and the extractive answer is s
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
+from ..errors import GeneratorUnavailable
 from ..text import truncate_sentences
 from .answer import Answer, Prepared, Steps, ms
+
+logger = logging.getLogger(__name__)
+
+
+def _unless_unavailable(stream: Iterator[str]) -> Iterator[str]:
+    """``stream``'s pieces; a generator that became unavailable ends it (-> the extractive answer)."""
+    try:
+        yield from stream
+    except GeneratorUnavailable as exc:
+        logger.warning("%s: answering extractively", exc)
 
 
 class StreamingAnswer:
@@ -38,7 +50,7 @@ class StreamingAnswer:
         acc, emitted, checked = "", "", False
         stream = engine.generator.stream(prep.messages, cfg)
         try:
-            for piece in stream:
+            for piece in _unless_unavailable(stream):
                 acc += piece
                 allowed = truncate_sentences(acc, cfg.max_sentences)
                 if not checked:

@@ -27,6 +27,12 @@ def setup(parser: argparse.ArgumentParser) -> None:
                         help="requests per minute per API key (per client without keys), 0: off "
                              "(default: [server] rate_limit_per_minute, 600)")
 
+    parser.add_argument("--batch-max", type=count_int, default=None, metavar="N",
+                        help="answers generated together in one batch, 1: one at a time "
+                             "(default: [server] batch_max, 8)")
+    parser.add_argument("--batch-wait-ms", type=positive_float, default=None, metavar="MS",
+                        help="how long a batch waits for more answers (default: [server] batch_wait_ms, 20)")
+
 
 def run(args: argparse.Namespace) -> int:
     try:
@@ -37,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     check_bind(args.host, args.api_keys)  # fail before the knowledge base and models load
     kb = open_kb(args)  # a path that is not a knowledge base: one line, nothing created
     overrides = {"max_upload_mb": args.max_upload_mb, "queue_size": args.queue,
-                 "request_timeout_s": args.request_timeout, "rate_limit_per_minute": args.rate_limit}
+                 "request_timeout_s": args.request_timeout, "rate_limit_per_minute": args.rate_limit,
+                 "batch_max": args.batch_max, "batch_wait_ms": args.batch_wait_ms}
     serve(kb, host=args.host, port=args.port, api_keys=args.api_keys,
           log_level="debug" if args.verbose > 1 else "info",
           config={k: v for k, v in overrides.items() if v is not None})

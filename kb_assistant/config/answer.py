@@ -135,6 +135,14 @@ class GenerationSection(GenerationConfig):
                          doc="llama_cpp: context window in tokens (prompt + answer)")
     adapter: str | None = setting(None, doc="LoRA adapter folder relative to the KB folder (torch only); "
                                             "set by `kb tune`")
+    remote_url: str | None = setting(None, doc="base URL of an OpenAI-compatible server (vLLM, llama.cpp "
+                                               "server, ...), e.g. `http://127.0.0.1:8080/v1`; unset: the "
+                                               "local model")
+    remote_model: str | None = setting(None, doc="model name sent to the remote server (unset: its first "
+                                                 "model from /v1/models)")
+    remote_api_key_env: str | None = setting(None, doc="name of the environment variable holding the "
+                                                       "remote server's API key (never the key itself)")
+    remote_timeout_s: float = setting(60.0, lo=0.1, hi=3600.0, doc="timeout of one remote request")
 
     FACTORY_KEYS: ClassVar[tuple[str, ...]] = ("backend", "model", "model_path")
 
@@ -157,6 +165,9 @@ class GenerationSection(GenerationConfig):
                    if getattr(self, k) != defaults[k]}
         check_generator_kwargs(backend=self.backend, model=self.model, model_path=self.model_path,
                                adapter=self.adapter, **changed)
+        if self.remote_url is not None and not self.remote_url.startswith(("http://", "https://")):
+            raise ConfigError(f"GenerationSection.remote_url must start with http:// or https://; "
+                              f"got {self.remote_url!r}")
 
     def generator_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of :func:`kb_assistant.models.factory.make_generator`: the backend, the
@@ -286,6 +297,11 @@ class ServerConfig(Settings):
     request_timeout_s: float = setting(120.0, lo=0.1, hi=86_400, doc="longer answers are stopped (503/504)")
     queue_size: int = setting(32, lo=0, hi=10**5, doc="answers waiting for the generator (503 beyond)")
     allowed_hosts: list[str] = setting(factory=list, doc="Host names accepted without keys besides localhost")
+    batch_max: int = setting(8, lo=1, hi=256,
+                             doc="answers generated together in one forward pass (dynamic batching; 1: "
+                                 "one at a time); 8 measured best on 2 CPU cores (docs/benchmarks.md)")
+    batch_wait_ms: float = setting(20.0, lo=0.0, hi=10_000.0,
+                                   doc="how long the first answer of a batch waits for others to join")
 
 
 #: settings that older versions wrote and that no longer exist: dropped on load with a warning

@@ -12,8 +12,9 @@ searches only the documents readable by the key's groups; without keys the serve
 refuses to listen on anything but localhost and answers only requests that really come from there
 (:mod:`kb_assistant.server.guard`: Host and Origin checks). Every request is bounded
 (:mod:`kb_assistant.server.limits`, the ``[server]`` settings): field and conversation lengths, a token
-budget, a rate limit per key, a request timeout. The generator runs for one answer at a time, others
-wait in a bounded line (full -> 503; :mod:`kb_assistant.server.gate`); answers run in worker threads,
+budget, a rate limit per key, a request timeout. The generator runs ``[server] batch_max`` answers at
+a time, batched into one forward pass (:mod:`kb_assistant.answering.batching`), others wait in a
+bounded line (full -> 503; :mod:`kb_assistant.server.gate`); answers run in worker threads,
 so ``/healthz`` and ``/v1/search`` stay responsive while the model generates, and answers that need no
 generation (cached, unknown, extractive) never wait behind one. Each ``/v1`` request first follows the
 knowledge base (``kb.refresh()``): a ``kb ingest`` by another process is visible at once.
@@ -137,6 +138,7 @@ def _install_core_routes(app: FastAPI) -> None:
         st = state_of(request)
         return {"status": "ok", "version": __version__, "auth": st.api_keys is not None,
                 "uptime_s": round(time.time() - st.started, 1), "queue": st.queue.stats(),
+                "batching": st.batching(),
                 "request_timeout_s": st.config.request_timeout_s, "reloads": st.reloads,
                 "rate_limited": st.rate.refused}
 

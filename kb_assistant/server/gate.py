@@ -1,4 +1,5 @@
-"""The server's generation queue: the model generates for one request at a time; others wait in line.
+"""The server's generation queue: the model generates for one request at a time (``batch_max`` at a
+time with a batching generator, :mod:`kb_assistant.answering.batching`); others wait in line.
 
 Only the *generator* is gated: questions answered from the cache, refused by the unknown gate or
 answered extractively never wait behind a generation. The gate wraps the generator the knowledge
@@ -84,7 +85,8 @@ def stop_at_deadline(pieces: Iterator[str], deadline: Deadline | None, gate: Gen
             if deadline is not None and deadline.passed():
                 gate.note_timeout()
                 raise deadline.error(started)
-            yield piece
+            if piece:  # "" is a batcher's heartbeat while the request waits for its batch
+                yield piece
     finally:
         close = getattr(pieces, "close", None)
         if close is not None:
@@ -157,6 +159,13 @@ class GenerationGate:
                 self.longest_hold_s = max(self.longest_hold_s, time.monotonic() - held)
                 self._cond.notify_all()
 
+    def widen(self, concurrency: int) -> None:
+        """Allow at least ``concurrency`` generations at a time (a batching generator arrived)."""
+        with self._cond:
+            if concurrency > self.concurrency:
+                self.concurrency = concurrency
+                self._cond.notify_all()
+
     def note_timeout(self) -> None:
         with self._cond:
             self.timed_out += 1
@@ -188,8 +197,9 @@ class GatedGenerator:
             yield from stop_at_deadline(iter(self.inner.stream(messages, config)), deadline, self.gate)
 
 
-def install_gate(kb: Any, gate: GenerationGate) -> bool:
-    """Make ``kb``'s query engine generate through ``gate``. False if ``kb`` has no such engine."""
+def install_gate(kb: Any, gate: GenerationGate, wrap: Callable[[Any], Any] | None = None) -> bool:
+    """Make ``kb``'s query engine generate through ``gate`` (and ``wrap``, e.g. a batcher, inside it).
+    False if ``kb`` has no such engine."""
     try:
         engine = kb.engine
     except (AttributeError, ImportError) as exc:
@@ -200,16 +210,20 @@ def install_gate(kb: Any, gate: GenerationGate) -> bool:
         return False
     factory = getattr(factory, "kb_ungated", factory)  # a later app over the same kb takes over
 
+    def wrapped(generator: Any) -> Any:
+        generator = getattr(generator, "unbatched", generator)  # an earlier app's batcher
+        return wrap(generator) if wrap is not None else generator
+
     def gated_factory() -> GatedGenerator:
-        return GatedGenerator(factory(), gate)
+        return GatedGenerator(wrapped(factory()), gate)
 
     gated_factory.kb_ungated = factory  # type: ignore[attr-defined]
     engine.generator_factory = gated_factory
     current = getattr(engine, "_generator", None)  # created before the server started
     if isinstance(current, GatedGenerator):
-        current.gate = gate
+        current.gate, current.inner = gate, wrapped(current.inner)
     elif current is not None:
-        engine._generator = GatedGenerator(current, gate)
+        engine._generator = GatedGenerator(wrapped(current), gate)
     return True
 
 
@@ -233,9 +247,10 @@ class _RequestGated:
 class Answerer:
     """Runs ``kb.ask``/``kb.ask_stream`` in worker threads through the generation gate."""
 
-    def __init__(self, kb: Any, gate: GenerationGate, worker_threads: int) -> None:
+    def __init__(self, kb: Any, gate: GenerationGate, worker_threads: int,
+                 wrap: Callable[[Any], Any] | None = None) -> None:
         self.kb, self.gate = kb, gate
-        self.per_request = not install_gate(kb, gate)
+        self.per_request = not install_gate(kb, gate, wrap)
         self.limiter = anyio.CapacityLimiter(worker_threads)
 
     async def ask(self, question: str, params: dict[str, Any], deadline: Deadline | None = None) -> Any:

@@ -53,8 +53,10 @@ class ServerState:
         if queue_timeout is not None:
             wait = min(wait, queue_timeout)
         self.queue = GenerationGate(generation_concurrency, config.queue_size, wait)
-        threads = config.queue_size + generation_concurrency + 8
-        self.answerer = Answerer(kb, self.queue, worker_threads=threads)
+        self.batchers: list[Any] = []
+        threads = config.queue_size + max(generation_concurrency, config.batch_max) + 8
+        wrap = self._batcher if config.batch_max > 1 else None
+        self.answerer = Answerer(kb, self.queue, worker_threads=threads, wrap=wrap)
         self.rate = RateLimiter(config.rate_limit_per_minute)
         self.paths = PathView(kb)
         hosts = (*LOCAL_HOSTS, *config.allowed_hosts, *bind_hosts)
@@ -65,6 +67,24 @@ class ServerState:
         self.reloads = 0
         self._retry_at = 0.0
         self.follow_kb()  # open the indexes now, under the knowledge base's lock
+
+    def _batcher(self, generator: Any) -> Any:
+        """``generator`` batched, when it can batch (a local model) or serve calls concurrently (a
+        remote server): the gate then lets ``batch_max`` answers through together."""
+        if not (hasattr(generator, "generate_batch") or getattr(generator, "concurrent", False)):
+            return generator
+        from ..answering.batching import Batcher
+
+        batcher = Batcher(generator, self.config.batch_max, self.config.batch_wait_ms)
+        self.batchers = [batcher]
+        self.queue.widen(self.config.batch_max)
+        return batcher
+
+    def batching(self) -> dict[str, Any]:
+        """The batcher's counters (``/healthz``); ``batch_max`` 1 when batching is off."""
+        if not self.batchers:
+            return {"batch_max": self.config.batch_max}
+        return self.batchers[0].stats()
 
     @property
     def max_upload_bytes(self) -> int:
