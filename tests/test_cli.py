@@ -50,6 +50,13 @@ def test_cli_ingest_search_stats_delete(tmp_path, write):
     assert out.returncode == 1 and "no document matches" in out.stderr
 
 
+def test_quiet_ingest_shows_no_progress_bar(tmp_path, write):
+    write(tmp_path / "docs" / "a.txt", "The VPN server listens on port 1194.")
+    out = kb("ingest", str(tmp_path / "docs"), "--kb", str(tmp_path / "kb"), "-q")
+    assert out.returncode == 0, out.stderr
+    assert "Loading weights" not in out.stderr and "it/s" not in out.stderr, out.stderr
+
+
 def test_helper_script_matches_cli(tmp_path, write):
     docs = tmp_path / "docs"
     write(docs / "a.txt", "Printer on floor 3 is named NW-PRN-03.")
