@@ -67,7 +67,7 @@ class KnowledgeBase:
             self.config.save(cfg_file)
         self.adapter = adapter
         self.docstore = DocStore(self.path / DOCSTORE_FILE)
-        self.indexes = Indexes(self.path, self.docstore, lambda: self.dim)
+        self.indexes = Indexes(self.path, self.docstore, lambda: self.dim, self.config.dense)
         self._retriever: Retriever | None = None
         self._chunker: Chunker | None = None
         self._engine: QueryEngine | None = None
@@ -143,7 +143,7 @@ class KnowledgeBase:
         """Replace the in-memory indexes by those on disk (the caller holds the file lock, so the files
         match the docstore); in-flight searches finish on the old ones."""
         version = self.docstore.version
-        indexes = Indexes(self.path, self.docstore, lambda: self.dim)
+        indexes = Indexes(self.path, self.docstore, lambda: self.dim, self.config.dense)
         if eager:
             indexes.open()
         self.indexes = indexes

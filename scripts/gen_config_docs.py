@@ -30,6 +30,8 @@ SECTIONS: list[tuple[str | None, str, str]] = [
     ("embedding", "kb_assistant.config:EmbeddingConfig", "`[embedding]` in `config.toml`"),
     ("ingest", "kb_assistant.config:IngestConfig", "`[ingest]` in `config.toml`"),
     ("retrieval", "kb_assistant.config:RetrievalConfig", "`[retrieval]` in `config.toml`"),
+    ("dense", "kb_assistant.config:DenseIndexConfig",
+     "`[dense]` in `config.toml`: exact search below `ann_threshold` vectors, IVF above it"),
     ("query", "kb_assistant.config:QueryConfig", "`[query]` in `config.toml`"),
     ("generation", "kb_assistant.config:GenerationSection",
      "`[generation]` in `config.toml` (the decoding settings also per call: `kb.ask(q, temperature=0.7)`)"),

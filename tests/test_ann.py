@@ -10,14 +10,13 @@ import subprocess
 import sys
 import textwrap
 import threading
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from kb_assistant.errors import ConfigError
-from kb_assistant.store import ann, vector
+from kb_assistant.store import ann
 from kb_assistant.store.vector import DenseIndex, DenseIndexConfig
 
 DIM = 32
@@ -219,11 +218,10 @@ def test_rebuild_killed_midway_leaves_the_old_index(tmp_path, where):
 
 
 def test_knowledge_base_on_the_ivf_path(tmp_path, monkeypatch):
-    """Ingest, ACL search and delete through the real KnowledgeBase with the threshold lowered."""
+    """Ingest, ACL search and delete through the real KnowledgeBase with the threshold lowered in its
+    config.toml ([dense])."""
     from kb_assistant import KnowledgeBase
 
-    monkeypatch.setattr(vector, "DenseIndexConfig", partial(DenseIndexConfig, ann_threshold=20,
-                                                            background=False))
     docs, hr = tmp_path / "docs", tmp_path / "hr"
     docs.mkdir()
     hr.mkdir()
@@ -231,7 +229,7 @@ def test_knowledge_base_on_the_ivf_path(tmp_path, monkeypatch):
         (hr if i % 3 == 0 else docs).joinpath(f"n{i}.txt").write_text(
             f"Note {i}: the build server number {i} runs job {i * 7} every night on rack {i % 5}.")
     (docs / "vpn.txt").write_text("The VPN server listens on port 1194 and uses OpenVPN.")
-    kb = KnowledgeBase(tmp_path / "kb")
+    kb = KnowledgeBase(tmp_path / "kb", config={"dense": {"ann_threshold": 20, "background": False}})
     kb.ingest([hr], groups=["hr"], show_progress=False)
     kb.ingest([docs], show_progress=False)
     assert kb.dense.kind == "ivf" and kb.dense.ntotal == 25

@@ -30,12 +30,20 @@ from .answer import (
     ServerConfig,
     load_word_list,
 )
-from .pipeline import DEVICES, DTYPES, ChunkingConfig, EmbeddingConfig, IngestConfig, RetrievalConfig
+from .pipeline import (
+    DEVICES,
+    DTYPES,
+    ChunkingConfig,
+    DenseIndexConfig,
+    EmbeddingConfig,
+    IngestConfig,
+    RetrievalConfig,
+)
 
 __all__ = ["ANSWER_MODES", "DEVICES", "DTYPES", "GATE_FEATURES", "REFUSAL_TEXT", "ChunkingConfig",
-           "EmbeddingConfig", "GateConfig", "GenerationConfig", "GenerationSection", "IngestConfig",
-           "KBConfig", "QueryConfig", "RetrievalConfig", "SafetyConfig", "ServerConfig", "dumps_toml",
-           "load_word_list"]
+           "DenseIndexConfig", "EmbeddingConfig", "GateConfig", "GenerationConfig", "GenerationSection",
+           "IngestConfig", "KBConfig", "QueryConfig", "RetrievalConfig", "SafetyConfig", "ServerConfig",
+           "dumps_toml", "load_word_list"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +58,7 @@ class KBConfig:
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    dense: DenseIndexConfig = field(default_factory=DenseIndexConfig)
     query: QueryConfig = field(default_factory=QueryConfig)
     generation: GenerationSection = field(default_factory=GenerationSection)
     safety: SafetyConfig = field(default_factory=SafetyConfig)

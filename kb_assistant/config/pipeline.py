@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -146,3 +147,34 @@ class RetrievalConfig(Settings):
     dedup_threshold: float = setting(0.95, lo=0.0, hi=1.0,
                                      doc="near-duplicate: cosine to a better hit above this sends a hit last")
     neighbours: int = setting(0, lo=0, hi=10, doc="chunks around a hit put in `hit.metadata['context']`")
+
+
+@dataclass
+class DenseIndexConfig(Settings):
+    """How the dense index is chosen and tuned (defaults measured in docs/benchmarks.md "Scale")."""
+
+    SECTION: ClassVar[str] = "dense"
+    ann_threshold: int = setting(20_000, lo=1, doc="at or above this many vectors the index is approximate "
+                                                   "(IVF); below it every search is exact")
+    nlist: int = setting(0, lo=0, hi=1 << 20, doc="IVF lists; 0: 4 * sqrt(n) rounded to a power of two")
+    nprobe: int = setting(32, lo=1, hi=1 << 20,
+                          doc="lists scanned per query (divided by the filter's share when one applies)")
+    storage: str = setting("fp16", choices=("fp16", "sq8"),
+                           doc="vector code in the lists: fp16 (2 bytes a dimension), sq8 (1, lower recall)")
+    train_per_list: int = setting(40, lo=1, hi=10_000, doc="k-means training vectors per list ...")
+    max_train: int = setting(163_840, lo=1_000, hi=10**8, doc="... and at most this many")
+    compact_share: float = setting(0.05, lo=0.0, hi=1.0, doc="deleted vectors are skipped by the search "
+                                   "until they pass this share of the index, then removed")
+    retrain_growth: float = setting(4.0, lo=1.01, hi=1000, doc="retrain in the background when the index has "
+                                    "grown this many times since its training")
+    exact_filter_share: float = setting(0.02, lo=0.0, hi=1.0, doc="a filter allowing at most this share of "
+                                        "the vectors scans every list (exact over the codes)")
+    background: bool = setting(True, doc="build in a background thread while the old index serves (false: "
+                                         "in the caller)")
+    build_threads: int = setting(0, lo=0, hi=1024, doc="FAISS threads of a background build; 0: all cores "
+                                                       "but one (searches keep one)")
+
+    def nlist_for(self, n: int) -> int:
+        if self.nlist:
+            return int(self.nlist)
+        return int(min(65_536, max(16, 2 ** round(math.log2(4 * math.sqrt(max(n, 1)))))))

@@ -20,13 +20,12 @@ import math
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
-from ..settings import Settings, setting
+from ..config.pipeline import DenseIndexConfig
 from ..storage_utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
@@ -51,37 +50,6 @@ def empty_result(n_queries: int) -> tuple[np.ndarray, np.ndarray]:
 def gpu_available() -> bool:
     faiss = faiss_module()
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-
-
-@dataclass
-class DenseIndexConfig(Settings):
-    """How the dense index is chosen and tuned (defaults measured in docs/benchmarks.md "Scale")."""
-
-    SECTION: ClassVar[str | None] = None  # not (yet) a config.toml section: a DenseIndex parameter
-    ann_threshold: int = setting(20_000, lo=1, doc="at or above this many vectors the index is approximate "
-                                                   "(IVF); below it every search is exact")
-    nlist: int = setting(0, lo=0, hi=1 << 20, doc="IVF lists; 0: 4 * sqrt(n) rounded to a power of two")
-    nprobe: int = setting(32, lo=1, hi=1 << 20,
-                          doc="lists scanned per query (divided by the filter's share when one applies)")
-    storage: str = setting("fp16", choices=("fp16", "sq8"),
-                           doc="vector code in the lists: fp16 (2 bytes a dimension), sq8 (1, lower recall)")
-    train_per_list: int = setting(40, lo=1, hi=10_000, doc="k-means training vectors per list ...")
-    max_train: int = setting(163_840, lo=1_000, hi=10**8, doc="... and at most this many")
-    compact_share: float = setting(0.05, lo=0.0, hi=1.0, doc="deleted vectors are skipped by the search "
-                                   "until they pass this share of the index, then removed")
-    retrain_growth: float = setting(4.0, lo=1.01, hi=1000, doc="retrain in the background when the index has "
-                                    "grown this many times since its training")
-    exact_filter_share: float = setting(0.02, lo=0.0, hi=1.0, doc="a filter allowing at most this share of "
-                                        "the vectors scans every list (exact over the codes)")
-    background: bool = setting(True, doc="build in a background thread while the old index serves (false: "
-                                         "in the caller)")
-    build_threads: int = setting(0, lo=0, hi=1024, doc="FAISS threads of a background build; 0: all cores "
-                                                       "but one (searches keep one)")
-
-    def nlist_for(self, n: int) -> int:
-        if self.nlist:
-            return int(self.nlist)
-        return int(min(65_536, max(16, 2 ** round(math.log2(4 * math.sqrt(max(n, 1)))))))
 
 
 def new_ivf(dim: int, n: int, cfg: DenseIndexConfig, train: np.ndarray, *, use_gpu: bool = False) -> Any:

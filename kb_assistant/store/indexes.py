@@ -27,6 +27,7 @@ from ..lazy import Lazy
 from ..storage_utils import remove_stale_temps
 
 if TYPE_CHECKING:
+    from ..config.pipeline import DenseIndexConfig
     from .docstore import ChunkRow, DocStore
     from .sparse import SparseIndex
     from .vector import DenseIndex
@@ -70,10 +71,12 @@ def sparse_text(row: ChunkRow) -> str:
 class Indexes:
     """The dense and the sparse index of one knowledge base directory."""
 
-    def __init__(self, path: Path, docstore: DocStore, dim: int | Callable[[], int]) -> None:
+    def __init__(self, path: Path, docstore: DocStore, dim: int | Callable[[], int],
+                 dense_config: DenseIndexConfig | None = None) -> None:
         self.path = Path(path)
         self.docstore = docstore
         self._dim = dim
+        self.dense_config = dense_config
         self._dense: Lazy[DenseIndex] = Lazy(self._open_dense)
         self._sparse: Lazy[SparseIndex] = Lazy(self._open_sparse)
 
@@ -91,7 +94,7 @@ class Indexes:
         dim = self.dim
 
         def make(path: Path) -> DenseIndex:
-            return DenseIndex(path, dim)
+            return DenseIndex(path, dim, config=self.dense_config)
 
         def check(index: DenseIndex) -> None:
             ids = index.ids()
