@@ -75,32 +75,37 @@ def child(args: argparse.Namespace) -> int:
         kb.config = kb.config.merged(overrides)
         kb._engine = None
 
-    def hit(h: Any) -> dict[str, Any]:
-        return {"source": h.source, "page": h.page, "text": h.text, "lang": (h.metadata or {}).get("lang")}
-
     questions = [json.loads(line) for line in Path(args.qa_file).read_text("utf-8").splitlines() if line]
-    kb.ask("warm-up question about the knowledge base", use_cache=False)
-    records = []
-    for q in questions:
-        hits = kb.search(q["question"], k=5)
-        start = time.perf_counter()
-        first = None
-        stream = kb.ask_stream(q["question"], use_cache=False)
-        pieces = []
-        for piece in stream:
-            if first is None and piece:
-                first = time.perf_counter()
-            pieces.append(piece)
-        end = time.perf_counter()
-        a = stream.answer
-        records.append({"id": q["id"], "text": a.text, "unknown": bool(a.unknown), "mode": a.mode,
-                        "cited": [hit(h) for h in a.citations.values()], "hits": [hit(h) for h in hits],
-                        "total_ms": (end - start) * 1000, "first_token_ms": ((first or end) - start) * 1000,
-                        "confidence": getattr(a, "confidence", None)})
+    records = ask_and_record(kb, [(q["id"], q["question"]) for q in questions])
     out = {"build": build, "records": records, "gate": _gate_info(kb)}
     Path(args.child_out).write_text(json.dumps(out, ensure_ascii=False), encoding="utf-8")
     kb.close()
     return 0
+
+
+def _hit(h: Any) -> dict[str, Any]:
+    return {"source": h.source, "page": h.page, "text": h.text, "lang": (h.metadata or {}).get("lang")}
+
+
+def ask_and_record(kb: Any, questions: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Search and ask (streamed, answer cache off) each ``(id, question)`` after one warm-up question:
+    the records :func:`score` reads. Public APIs only, so any pipeline version runs it."""
+    kb.ask("warm-up question about the knowledge base", use_cache=False)
+    records = []
+    for qid, question in questions:
+        hits = kb.search(question, k=5)
+        start, first = time.perf_counter(), None
+        stream = kb.ask_stream(question, use_cache=False)
+        for piece in stream:
+            if first is None and piece:
+                first = time.perf_counter()
+        end = time.perf_counter()
+        a = stream.answer
+        records.append({"id": qid, "text": a.text, "unknown": bool(a.unknown), "mode": a.mode,
+                        "cited": [_hit(h) for h in a.citations.values()], "hits": [_hit(h) for h in hits],
+                        "total_ms": (end - start) * 1000, "first_token_ms": ((first or end) - start) * 1000,
+                        "confidence": getattr(a, "confidence", None)})
+    return records
 
 
 def _gate_info(kb: Any) -> dict[str, Any]:

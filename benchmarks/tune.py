@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from generalisation import CORPORA, score  # noqa: E402  (benchmarks/ on the path)
+from generalisation import CORPORA, ask_and_record, score  # noqa: E402  (benchmarks/ on the path)
 
 CACHE = ROOT / "benchmarks" / ".cache"
 CORPORA = {**CORPORA, "sample": {"qa": ROOT / "examples" / "sample_qa.jsonl",
@@ -66,28 +66,11 @@ def build(corpus: str, path: Path) -> dict[str, Any]:
 
 
 def ask_all(kb_dir: Path, items: list[Any], adapter: str | None = None) -> dict[str, Any]:
-    """Every question through ``ask_stream``, recorded as generalisation.py's child records them."""
+    """Every question through generalisation.py's :func:`ask_and_record`, and the adapter in use."""
     from kb_assistant import KnowledgeBase
 
     kb = KnowledgeBase(kb_dir, adapter=adapter)
-
-    def hit(h: Any) -> dict[str, Any]:
-        return {"source": h.source, "page": h.page, "text": h.text, "lang": (h.metadata or {}).get("lang")}
-
-    kb.ask("warm-up question about the knowledge base", use_cache=False)
-    records = []
-    for it in items:
-        hits = kb.search(it.question, k=5)
-        start, first = time.perf_counter(), None
-        stream = kb.ask_stream(it.question, use_cache=False)
-        for piece in stream:
-            if first is None and piece:
-                first = time.perf_counter()
-        end = time.perf_counter()
-        a = stream.answer
-        records.append({"id": it.id, "text": a.text, "unknown": bool(a.unknown), "mode": a.mode,
-                        "cited": [hit(h) for h in a.citations.values()], "hits": [hit(h) for h in hits],
-                        "total_ms": (end - start) * 1000, "first_token_ms": ((first or end) - start) * 1000})
+    records = ask_and_record(kb, [(it.id, it.question) for it in items])
     adapter_used = str(kb.engine.generator.adapter or "") or None
     kb.close()
     return {"records": records, "adapter": adapter_used}
