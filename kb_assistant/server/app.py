@@ -57,7 +57,7 @@ from .common import (
 from .gate import Deadline
 from .guard import Guard
 from .state import ServerState, server_config
-from .uploads import add_document_routes, clean_staging
+from .uploads import add_document_routes, clean_staging, recover_uploads
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +231,7 @@ def create_app(kb_or_path: Any, api_keys: str | os.PathLike[str] | Mapping[str, 
     state = ServerState(kb, keys, settings, model_name=model_name, max_upload_bytes=max_upload_bytes,
                         generation_concurrency=generation_concurrency, queue_timeout=queue_timeout,
                         bind_hosts=bind_hosts)
+    recover_uploads(kb)
     clean_staging(kb)
     app = FastAPI(title="kb-assistant", version=__version__,
                   description="Private, local question answering over your files.")

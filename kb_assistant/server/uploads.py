@@ -9,6 +9,10 @@ others), and with API keys nobody may delete through the API what was not upload
 Failed uploads change nothing: files are written to ``uploads/.staging/`` first (a 413 leaves nothing
 behind), an existing file is kept as a hard link while its replacement is ingested, and put back when
 the replacement fails (422 for an unsupported or corrupt file) — the document keeps its old text.
+A server killed while an upload is placed and ingested leaves a journal (``uploads/.staging/
+<id>.pending.json``: each target and its kept-aside previous version); at the next start
+:func:`recover_uploads` keeps what the knowledge base committed and puts the rest back as it was, so
+no file the client was never told about stays behind (to be ingested later without its groups).
 
 A name holding a directory part (``..``, ``/``, ``\\``, a drive letter) is rejected, not silently
 rewritten, so a client cannot write outside its folder nor overwrite a file it did not mean to.
@@ -34,7 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ..errors import AccessDenied
-from ..storage_utils import atomic_path
+from ..storage_utils import atomic_path, atomic_write_text, file_hash
 from .common import UPLOAD_DIR, Caller, PathView, state_of
 from .limits import FIELD_CHARS, MAX_UPLOAD_FILES, Limits
 
@@ -118,11 +122,62 @@ def clean_staging(kb: Any, older_than_s: float = 3600.0) -> None:
     if not staging.is_dir():
         return
     cutoff = time.time() - older_than_s
-    old = [p for p in staging.iterdir() if p.is_file() and p.stat().st_mtime < cutoff]
+    keep: set[str] = set()  # the journals :func:`recover_uploads` left (a live process) and their files
+    for journal in staging.glob("*.pending.json"):
+        keep.add(journal.name)
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            keep.update(Path(b).name for _, b in json.loads(journal.read_text("utf-8"))["placed"] if b)
+    old = [p for p in staging.iterdir()
+           if p.is_file() and p.name not in keep and p.stat().st_mtime < cutoff]
     if old:
         logger.warning("%s: removing %d file(s) left by interrupted uploads", staging, len(old))
     for path in old:
         path.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by another user
+        return True
+    return True
+
+
+def recover_uploads(kb: Any) -> int:
+    """Finish what a killed server left half done (see the module docstring); returns the journals
+    recovered. A journal of a live process on this machine is left alone (it is still working)."""
+    if getattr(kb, "path", None) is None:
+        return 0
+    staging = Path(kb.path) / UPLOAD_DIR / STAGING_DIR
+    journals = sorted(staging.glob("*.pending.json")) if staging.is_dir() else []
+    if not journals:
+        return 0
+    committed = {os.path.realpath(str(d.get("path", ""))): d.get("content_hash") for d in kb.documents()}
+    done = 0
+    for journal in journals:
+        try:
+            entry = json.loads(journal.read_text(encoding="utf-8"))
+            if entry.get("host") == os.uname().nodename and entry.get("pid") != os.getpid() \
+                    and _pid_alive(int(entry.get("pid", -1))):
+                continue
+            for target_s, backup_s in entry["placed"]:
+                target, backup = Path(target_s), Path(backup_s) if backup_s else None
+                digest = committed.get(os.path.realpath(target))
+                if digest is not None and target.is_file() and file_hash(target) == digest:
+                    if backup is not None:
+                        backup.unlink(missing_ok=True)  # the upload was committed: keep it
+                else:
+                    _put_back(target, backup)
+                    logger.warning("%s: upload interrupted before its ingest committed: %s", target,
+                                   "previous version restored" if backup is not None else "removed")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            logger.warning("%s: unreadable upload journal (%s): left in place", journal, exc)
+            continue
+        journal.unlink(missing_ok=True)
+        done += 1
+    return done
 
 
 def _parse_groups(value: Any) -> list[str] | None:
@@ -169,19 +224,29 @@ def _put_back(target: Path, backup: Path | None) -> None:
 
 def place_and_ingest(st: Any, staged: list[tuple[Path, Path]], groups: list[str] | None,
                      staging: Path) -> Any:
-    """Move staged files into place and ingest them; files that fail are put back as they were."""
+    """Move staged files into place and ingest them; files that fail are put back as they were. A
+    journal records the placements until the outcome is settled (:func:`recover_uploads`)."""
     placed: list[tuple[Path, Path | None]] = []
+    journal = staging / f"{uuid.uuid4().hex}.pending.json"
+    backups: list[Path | None] = []
     with st.upload_lock:
         try:
-            for source, target in staged:
+            backups = [_keep_aside(target, staging) for _, target in staged]
+            pairs = [[str(t), str(b) if b else None] for (_, t), b in zip(staged, backups, strict=True)]
+            atomic_write_text(journal, json.dumps({"pid": os.getpid(), "host": os.uname().nodename,
+                                                   "started": time.time(), "placed": pairs}))
+            for (source, target), backup in zip(staged, backups, strict=True):
                 target.parent.mkdir(parents=True, exist_ok=True)
-                backup = _keep_aside(target, staging)
                 os.replace(source, target)
                 placed.append((target, backup))
             report = st.kb.ingest([str(t) for t, _ in placed], groups=groups, show_progress=False)
         except BaseException:
             for target, backup in placed:
                 _put_back(target, backup)
+            for backup in backups:  # those of targets not replaced yet (the others were put back)
+                if backup is not None:
+                    backup.unlink(missing_ok=True)
+            journal.unlink(missing_ok=True)
             raise
         failed = {os.path.realpath(i.path) for i in report.failed}
         for target, backup in placed:
@@ -189,6 +254,7 @@ def place_and_ingest(st: Any, staged: list[tuple[Path, Path]], groups: list[str]
                 _put_back(target, backup)
             elif backup is not None:
                 backup.unlink(missing_ok=True)
+        journal.unlink(missing_ok=True)
     return report
 
 
