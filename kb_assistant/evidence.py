@@ -4,9 +4,11 @@ A 135M-parameter generator does not reliably copy facts from long passages, so t
 (1) gives it only the few sentences that best match the question and (2) checks that what it wrote
 overlaps those sentences; when it drifts, the engine returns the best sentence itself.
 
-Scoring is lexical and cheap (no model): question terms (words for Latin scripts, jieba words plus
-single CJK characters for Chinese) weighted by an IDF computed over the candidate sentences, plus a
-small bonus for the passage's retrieval rank.
+Scoring: question terms (words for Latin scripts, jieba words plus single CJK characters for Chinese)
+weighted by an IDF computed over the candidate sentences, plus a small bonus for the passage's retrieval
+rank; with a :data:`SentenceScorer` (the knowledge base's embedder: :func:`embedding_scorer`) a share
+``dense_weight`` of the score is each sentence's embedding similarity to the question, which also ranks
+sentences that share no word with it (an English question over Chinese text).
 """
 
 from __future__ import annotations
@@ -14,13 +16,49 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections import Counter
-from collections.abc import Sequence
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .text import CITATION_RE, detect_lang, split_sentences, terms
 
 logger = logging.getLogger(__name__)
+
+#: ``scorer(question, sentences)``: the similarity of each sentence to the question (higher: closer)
+SentenceScorer = Callable[[str, Sequence[str]], Sequence[float]]
+
+
+def embedding_scorer(embedder: Callable[[], Any], cache_size: int = 4096) -> SentenceScorer:
+    """A :data:`SentenceScorer` over an embedder (``embedder()`` returns it, loaded on first use): the
+    inner product of the question's query vector with each sentence's document vector (for the dual
+    MiniLM + USE embedder the mean of the two channels' cosines). Sentence vectors are kept in an LRU of
+    ``cache_size`` (the same passages come back for related questions)."""
+    cache: OrderedDict[str, Any] = OrderedDict()
+    lock = threading.Lock()
+
+    def score(question: str, sentences: Sequence[str]) -> list[float]:
+        import numpy as np
+
+        emb = embedder()
+        with lock:
+            known = {s: cache[s] for s in sentences if s in cache}
+            for text in known:
+                cache.move_to_end(text)
+        missing = [s for s in dict.fromkeys(sentences) if s not in known]
+        if missing:
+            fresh = dict(zip(missing, emb.embed_documents(missing), strict=True))
+            known.update(fresh)
+            with lock:
+                cache.update(fresh)
+                while len(cache) > cache_size:
+                    cache.popitem(last=False)
+        mat = np.stack([known[s] for s in sentences])
+        return (mat @ emb.embed_query(question)).tolist()
+
+    return score
+
 
 @dataclass
 class Evidence:
@@ -116,6 +154,8 @@ def select_evidence(
     focus_weight: float = 3.0,
     lang: str | None = None,
     other_lang_factor: float = 0.85,
+    scorer: SentenceScorer | None = None,
+    dense_weight: float = 0.0,
 ) -> list[Evidence]:
     """Return up to ``max_sentences`` best sentences (best first) from ``passages`` (ranked best first).
 
@@ -124,8 +164,11 @@ def select_evidence(
     the question's language ``lang`` (when given). Terms of ``focus`` (the user's own words when
     ``question`` is a rewritten follow-up) weigh ``focus_weight`` times more. Headings, table-of-contents
     lines and text addressed to the assistant are never evidence (:func:`is_furniture`,
-    :func:`is_instruction`). Sentences with no term overlap are dropped; when nothing overlaps, the
-    first usable sentence of the top passage is returned.
+    :func:`is_instruction`). With ``scorer`` and ``dense_weight`` > 0 the term part weighs
+    ``1 - dense_weight`` and the sentence's similarity to the question (relative to the best
+    candidate's) ``dense_weight``, and sentences without a question term stay candidates; without, such
+    sentences are dropped, and when nothing overlaps the first usable sentence of the top passage is
+    returned.
     """
     q_terms = set(terms(question))
     candidates: list[tuple[int, int, str, set[str]]] = []
@@ -144,14 +187,16 @@ def select_evidence(
     idf = {t: (math.log(1.0 + n / (1.0 + df[t])) + 0.1) * (focus_weight if t in focus_terms else 1.0)
            for t in q_terms}
     total = sum(idf.values()) or 1.0
+    dense = _relative_similarity(scorer, question, [c[2] for c in candidates]) if dense_weight > 0 else None
     scored: list[Evidence] = []
-    for p_idx, s_idx, sent, sent_terms in candidates:
+    for i, (p_idx, s_idx, sent, sent_terms) in enumerate(candidates):
         overlap = sum(idf[t] for t in q_terms & sent_terms) / total
-        if overlap <= min_overlap and q_terms:
+        if dense is None and overlap <= min_overlap and q_terms:
             continue
         # mild length prior: very short fragments ("Yes.") are rarely an answer
         length_factor = min(1.0, 0.5 + len(sent) / 80.0)
-        score = overlap * length_factor + rank_weight / (1 + p_idx)
+        match = overlap if dense is None else (1 - dense_weight) * overlap + dense_weight * dense[i]
+        score = match * length_factor + rank_weight / (1 + p_idx)
         s_lang = detect_lang(sent)
         if lang is not None and s_lang != lang:
             score *= other_lang_factor
@@ -173,6 +218,21 @@ def select_evidence(
         if len(out) >= max_sentences:
             break
     return out
+
+
+def _relative_similarity(scorer: SentenceScorer | None, question: str,
+                         sentences: list[str]) -> list[float] | None:
+    """Each sentence's similarity to ``question`` over the best one's (0..1); None without a scorer or
+    when it fails (the term score alone is used then)."""
+    if scorer is None:
+        return None
+    try:
+        sims = [max(0.0, float(x)) for x in scorer(question, sentences)]
+    except Exception as exc:  # noqa: BLE001 - evidence must not fail because the embedder did
+        logger.warning("sentence similarity unavailable (%s): term overlap only", exc)
+        return None
+    top = max(sims, default=0.0)
+    return [x / top for x in sims] if top > 0 else [0.0] * len(sims)
 
 
 def support_score(answer: str, evidence: Sequence[str]) -> float:

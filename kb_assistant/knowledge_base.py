@@ -322,7 +322,7 @@ class KnowledgeBase:
             return self.search(query, k, groups=groups)
 
         return build_engine(cfg, kb_path=self.path, search=search, version_fn=lambda: self.version,
-                            sparse=self.indexes.sparse,
+                            sparse=self.indexes.sparse, embedder=lambda: self.embedder,
                             adapter=adapter or adapter_for(self.path, cfg, self.adapter))
 
     def calibrate_gate(self, **overrides: Any) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .evidence import Evidence, select_evidence
+from .evidence import Evidence, SentenceScorer, select_evidence
 from .text import detect_lang, strip_citations
 
 UNKNOWN_TEXT: dict[str, str] = {
@@ -121,14 +121,17 @@ class PromptContext:
 
 
 def select_context(question: str, texts: Sequence[str], *, lang: str | None = None,
-                   evidence_sentences: int = 3, focus: str | None = None) -> PromptContext | None:
+                   evidence_sentences: int = 3, focus: str | None = None,
+                   scorer: SentenceScorer | None = None, dense_weight: float = 0.0) -> PromptContext | None:
     """The evidence of ranked passage ``texts`` for ``question`` (None when no text gives evidence).
 
     ``focus``: the user's own words when ``question`` is a rewritten follow-up (their terms weigh more).
+    ``scorer``/``dense_weight``: sentence similarity by embedding (see :func:`select_evidence`).
     """
     lang = lang or detect_lang(question)
     evidence = select_evidence(question, [strip_citations(t) for t in texts],
-                               max_sentences=evidence_sentences, focus=focus, lang=lang)
+                               max_sentences=evidence_sentences, focus=focus, lang=lang,
+                               scorer=scorer, dense_weight=dense_weight)
     if not evidence:
         return None
     order = sorted({ev.passage for ev in evidence})

@@ -51,9 +51,12 @@ def generator_factory(cfg: KBConfig, adapter: str | os.PathLike[str] | None) -> 
 
 
 def build_engine(cfg: KBConfig, *, kb_path: Path, search: Callable[..., Any], version_fn: Callable[[], int],
-                 sparse: SparseIndex, adapter: str | os.PathLike[str] | None = None) -> QueryEngine:
+                 sparse: SparseIndex, adapter: str | os.PathLike[str] | None = None,
+                 embedder: Callable[[], Any] | None = None) -> QueryEngine:
     """The QueryEngine for the ``[query]``, ``[generation]``, ``[gate]`` and ``[safety]`` sections of
-    ``cfg`` over ``search`` (the knowledge base's ACL-aware search)."""
+    ``cfg`` over ``search`` (the knowledge base's ACL-aware search); ``embedder()`` (the knowledge
+    base's embedder) scores evidence sentences when ``[query] evidence_dense_weight`` > 0."""
+    from ..evidence import embedding_scorer
     from ..gate import Gate
     from ..safety import AuditLog, SafetyFilter
     from .engine import QueryEngine
@@ -71,4 +74,5 @@ def build_engine(cfg: KBConfig, *, kb_path: Path, search: Callable[..., Any], ve
         audit = AuditLog(path if path.is_absolute() else kb_path / path, redact_pii=cfg.safety.redact_audit)
     return QueryEngine(search, generator_factory(cfg, adapter), cfg.query,
                        generation=cfg.generation.decoding(), safety=safety, audit=audit,
-                       version_fn=version_fn, gate=gate)
+                       version_fn=version_fn, gate=gate,
+                       sentence_scorer=embedding_scorer(embedder) if embedder is not None else None)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import ANSWER_MODES, GenerationConfig, QueryConfig
 from ..errors import ConfigError, GeneratorUnavailable
-from ..evidence import Grounding, grounding, is_fragment, is_furniture, is_instruction
+from ..evidence import Grounding, SentenceScorer, grounding, is_fragment, is_furniture, is_instruction
 from ..prompts import select_context, unknown_text
 from ..safety import AuditLog, SafetyFilter
 from ..text import CITATION_RE, detect_lang, split_sentences, strip_citations, terms, truncate_sentences
@@ -62,13 +62,17 @@ class QueryEngine:
     ``generator_factory`` is called (once) only when a question passes the gate and needs generation.
     ``version_fn`` (e.g. ``lambda: kb.version``) keys the answer cache; ``ask(kb_version=...)`` overrides.
     ``generation``: default decoding parameters (``GenerationConfig`` fields) under the ask() params.
+    ``sentence_scorer``: embedding similarity of the evidence sentences of answers given without the
+    generator, when ``config.evidence_dense_weight`` > 0 (:func:`kb_assistant.evidence.embedding_scorer`).
     """
 
     def __init__(self, search_fn: SearchFn, generator_factory: Callable[[], Any] | None = None,
                  config: QueryConfig | None = None, *, safety: SafetyFilter | None = None,
                  audit: AuditLog | None = None, version_fn: Callable[[], Any] | None = None,
-                 generation: dict[str, Any] | None = None, gate: Gate | None = None) -> None:
+                 generation: dict[str, Any] | None = None, gate: Gate | None = None,
+                 sentence_scorer: SentenceScorer | None = None) -> None:
         self.search_fn = search_fn
+        self.sentence_scorer = sentence_scorer
         self.generator_factory = generator_factory
         self.config = config or QueryConfig()
         self.safety = safety
@@ -178,16 +182,20 @@ class QueryEngine:
                                  confidence=confidence)
             return prep
         prep.confidence = confidence
+        extractive = mode == "extractive" or (mode == "auto" and lang not in cfg.generate_langs)
+        # a prompt's evidence is chosen by terms alone (the training data's is: one prompt builder)
         ctx = select_context(query, [h.text for h in hits], lang=lang,
                              evidence_sentences=cfg.evidence_sentences,
-                             focus=question if query != question else None)
+                             focus=question if query != question else None,
+                             scorer=self.sentence_scorer if extractive else None,
+                             dense_weight=cfg.evidence_dense_weight if extractive else 0.0)
         if ctx is None:  # hits without usable text
             prep.answer = Answer(unknown_text(lang, cfg.unknown_text), unknown=True, sources=hits,
                                  mode="unknown", lang=lang, question=question, query=query)
             return prep
         prep.sources = [hits[p] for p in ctx.order]
         prep.evidence, prep.ev_number = ctx.evidence, ctx.ev_number
-        if mode == "extractive" or (mode == "auto" and lang not in cfg.generate_langs):
+        if extractive:
             prep.answer = self._extractive(prep)
             return prep
         counter = self.generator.count_tokens if hasattr(self.generator, "count_tokens") else None

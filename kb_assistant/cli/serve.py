@@ -29,7 +29,7 @@ def setup(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--batch-max", type=count_int, default=None, metavar="N",
                         help="answers generated together in one batch, 1: one at a time "
-                             "(default: [server] batch_max, 8)")
+                             "(default: [server] batch_max, 16)")
     parser.add_argument("--batch-wait-ms", type=positive_float, default=None, metavar="MS",
                         help="how long a batch waits for more answers (default: [server] batch_wait_ms, 20)")
 

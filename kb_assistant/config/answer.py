@@ -52,6 +52,13 @@ class QueryConfig(Settings):
                                                                     "enough (SmolLM2-135M cannot write "
                                                                     "Chinese: measured)")
     evidence_sentences: int = setting(3, lo=1, hi=20, doc="best-matching sentences put in the prompt")
+    evidence_dense_weight: float = setting(0.7, lo=0.0, hi=1.0,
+                                           doc="answers quoted without the generator (`generate_langs` "
+                                               "aside, or `answer_mode = extractive`): share of a "
+                                               "sentence's evidence score given by its embedding "
+                                               "similarity to the question (the rest: question-term "
+                                               "overlap); 0: terms only. Prompts keep term-chosen "
+                                               "evidence. 0.7 chosen on the tune splits")
     extractive_sentences: int = setting(2, lo=1, hi=20,
                                         doc="evidence sentences an extractive answer quotes (2 measured best "
                                             "on the dev set)")
@@ -297,9 +304,10 @@ class ServerConfig(Settings):
     request_timeout_s: float = setting(120.0, lo=0.1, hi=86_400, doc="longer answers are stopped (503/504)")
     queue_size: int = setting(32, lo=0, hi=10**5, doc="answers waiting for the generator (503 beyond)")
     allowed_hosts: list[str] = setting(factory=list, doc="Host names accepted without keys besides localhost")
-    batch_max: int = setting(8, lo=1, hi=256,
+    batch_max: int = setting(16, lo=1, hi=256,
                              doc="answers generated together in one forward pass (dynamic batching; 1: "
-                                 "one at a time); 8 measured best on 2 CPU cores (docs/benchmarks.md)")
+                                 "one at a time); 16 measured cheapest per answer on 2 CPU cores "
+                                 "(docs/benchmarks.md)")
     batch_wait_ms: float = setting(20.0, lo=0.0, hi=10_000.0,
                                    doc="how long the first answer of a batch waits for others to join")
 
