@@ -282,7 +282,10 @@ def test_random_sigkills_never_corrupt_and_resume_without_duplicates(tmp_path):
     print(f"SIGKILL campaign: {tally['ingest_kills']} of {ingest_runs} ingest runs and "
           f"{tally['upload_kills']} of {upload_rounds} uploads killed mid-work; {tally}")
 
+    from kb_assistant.server.uploads import recover_uploads
+
     kb = KnowledgeBase(kb_dir, create=False)
+    recovered = recover_uploads(kb)  # what the next `kb serve` start does first
     report = kb.ingest(docs)  # the resume
     paths = [d["path"] for d in kb.documents()]
     stats = kb.verify()
@@ -299,7 +302,9 @@ def test_random_sigkills_never_corrupt_and_resume_without_duplicates(tmp_path):
               "ingested_files": sum(1 for p in paths if os.path.basename(p).startswith("doc_")),
               "uploaded_files": len(uploaded), "chunks": stats["chunks"], "clean_chunks": clean_chunks,
               "duplicate_positions": stats["duplicate_positions"], "verify_ok": stats["ok"],
-              # files a kill left placed in uploads/ before their commit (the client got no 201)
+              # files a kill left placed in uploads/ before their commit (the client got no 201), after
+              # the recovery of the last kill's journal (the earlier ones: at each server start)
+              "upload_journals_recovered_at_the_end": recovered,
               "upload_files_newer_than_their_document": unacknowledged}
     _record(tally, ingest_runs, upload_rounds, resume, time.perf_counter() - t0)
 
@@ -311,6 +316,7 @@ def test_random_sigkills_never_corrupt_and_resume_without_duplicates(tmp_path):
     assert stats["ok"] and stats["chunks"] == stats["index_ids"]
     assert hit.source.endswith("doc_017.txt")
     assert stats["chunks"] == clean_chunks  # nothing missing, nothing doubled
+    assert unacknowledged == 0, "an unacknowledged upload stayed in uploads/"
 
 
 def _uploads_not_in_docstore(kb: Any) -> int:

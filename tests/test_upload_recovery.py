@@ -25,14 +25,18 @@ def kb(tmp_path):
     (folder / "policy.txt").write_text("Annual leave is 25 days for every employee.", encoding="utf-8")
     (folder / "done.txt").write_text("The VPN server listens on port 1194.", encoding="utf-8")
     kb.ingest([str(folder / "policy.txt"), str(folder / "done.txt")], groups=["hr"], show_progress=False)
+    (kb.path / UPLOAD_DIR / STAGING_DIR).mkdir()
     yield kb
     kb.close()
 
 
+def _dirs(kb: KnowledgeBase) -> tuple[Path, Path]:
+    """The owner folder of the fixture's uploads and the staging folder."""
+    return kb.path / UPLOAD_DIR / "hr", kb.path / UPLOAD_DIR / STAGING_DIR
+
+
 def _journal(kb: KnowledgeBase, placed: list[tuple[Path, Path | None]], pid: int) -> Path:
-    staging = kb.path / UPLOAD_DIR / STAGING_DIR
-    staging.mkdir(parents=True, exist_ok=True)
-    path = staging / f"{pid}-test.pending.json"
+    path = _dirs(kb)[1] / f"{pid}-test.pending.json"
     path.write_text(json.dumps({"pid": pid, "host": os.uname().nodename, "started": 0.0,
                                 "placed": [[str(t), str(b) if b else None] for t, b in placed]}), "utf-8")
     return path
@@ -45,9 +49,7 @@ def _dead_pid() -> int:
 
 
 def test_recovery_restores_uncommitted_and_keeps_committed(kb):
-    folder = kb.path / UPLOAD_DIR / "hr"
-    staging = kb.path / UPLOAD_DIR / STAGING_DIR
-    staging.mkdir(parents=True, exist_ok=True)
+    folder, staging = _dirs(kb)
     # 1. a new file placed, the server killed before its commit
     new = folder / "new.txt"
     new.write_text("Never acknowledged to its client.", encoding="utf-8")
@@ -72,9 +74,7 @@ def test_recovery_restores_uncommitted_and_keeps_committed(kb):
 
 
 def test_a_live_process_journal_and_its_files_are_left_alone(kb):
-    folder = kb.path / UPLOAD_DIR / "hr"
-    staging = kb.path / UPLOAD_DIR / STAGING_DIR
-    staging.mkdir(parents=True, exist_ok=True)
+    folder, staging = _dirs(kb)
     new = folder / "in-flight.txt"
     new.write_text("Being ingested by another server process.", encoding="utf-8")
     backup = staging / "cccc.keep"
@@ -95,9 +95,7 @@ def test_a_live_process_journal_and_its_files_are_left_alone(kb):
 
 
 def test_unreadable_journal_is_reported_and_kept(kb, caplog):
-    staging = kb.path / UPLOAD_DIR / STAGING_DIR
-    staging.mkdir(parents=True, exist_ok=True)
-    bad = staging / "broken.pending.json"
+    bad = _dirs(kb)[1] / "broken.pending.json"
     bad.write_text("{not json", encoding="utf-8")
     assert recover_uploads(kb) == 0
     assert bad.exists() and "unreadable upload journal" in caplog.text
