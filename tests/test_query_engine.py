@@ -220,14 +220,29 @@ def test_stream_drift_is_replaced_by_evidence():
 
 
 def test_stream_late_invented_detail_is_followed_by_the_evidence_quote():
-    engine, *_ = make_engine("Full-time staff get annual leave of 20 working days [1].")
+    engine, *_ = make_engine("The annual leave entitlement for full-time staff is 15 working days per year, "
+                             "rising to 20 days [1].")
     streaming = engine.ask_stream(LEAVE_Q)
     pieces = list(streaming)
     answer = streaming.answer
     assert "".join(pieces) == answer.text
     assert answer.mode == "generated" and not answer.supported
-    assert answer.text.endswith(
-        "\nSource [1]: The annual leave entitlement is 15 working days per year for full-time staff.")
+    # the extractive answer ask() would have given follows the streamed text
+    draft, quote = answer.text.split("\nSource: ", 1)
+    assert "rising to 20 days" in draft
+    assert quote.startswith("The annual leave entitlement is 15 working days per year for full-time staff.")
+    assert quote == engine.ask(LEAVE_Q, answer_mode="extractive", use_cache=False).text
+
+
+def test_stream_draft_that_restates_the_question_then_invents_is_stopped_before_it_shows():
+    # every question word is in the evidence: only the new words show that the draft drifted
+    draft = "Annual leave days for full-time staff are decided by the Mars council on Phobos."
+    engine, *_ = make_engine(draft)
+    streaming = engine.ask_stream(LEAVE_Q)
+    text = "".join(streaming)
+    assert streaming.answer.mode == "extractive" and "Mars" not in text
+    assert "15 working days" in text
+    assert engine.ask(LEAVE_Q, use_cache=False).mode == "extractive"  # ask() stops it the same way
 
 
 def test_stream_unknown_yields_the_template_once():
