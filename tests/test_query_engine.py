@@ -476,3 +476,15 @@ def test_a_quote_in_another_language_says_so():
                          QueryConfig(answer_mode="extractive", unknown_threshold=0.0))
     answer = engine.ask("How many days of annual leave (年假) do staff get?")
     assert answer.text.startswith("(quoted from a Chinese document) 全职员工") and answer.lang == "en"
+
+
+def test_a_mostly_foreign_quote_is_marked_even_with_a_sentence_in_the_askers_language():
+    # a Chinese page with an untranslated English line: the quote reads as Chinese, so it is marked
+    text = "Annual leave policy. 全职员工每年享有二十五天年假，需要提前两周向直属主管申请。"
+    hits = [Hit(text, 0.9, "hr_zh.md", None, "c1")]
+    engine = QueryEngine(lambda q, k, groups=None: hits, None,
+                         QueryConfig(answer_mode="extractive", unknown_threshold=0.0, extractive_sentences=2))
+    answer = engine.ask("How many days of annual leave (年假) do staff get?")
+    assert answer.text.startswith("(quoted from a Chinese document) ")
+    zh = engine.ask("年假有几天？需要 annual leave policy 吗？")
+    assert not zh.text.startswith("（引自英文文档）")  # a Chinese question quoting Chinese: no mark

@@ -253,8 +253,7 @@ class QueryEngine:
         parts = [sep.join(t for _, t in sorted(members.items())) + f"{sep}[{n}]"
                  for n, members in groups.items()]
         text = sep.join(parts)
-        quoted = {detect_lang(t) for members in groups.values() for t in members.values()}
-        if prep.lang not in quoted and quoted:  # a quote in another language says so, in the asker's
+        if groups and detect_lang(text) != prep.lang:  # a quote in another language says so, in the asker's
             text = f"{QUOTE_MARK.get(prep.lang, QUOTE_MARK['en'])}{text}"
         return Answer(text, unknown=False, sources=prep.sources,
                       citations={n: prep.sources[n - 1] for n in groups}, mode="extractive",
