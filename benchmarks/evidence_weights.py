@@ -1,16 +1,16 @@
 #!/usr/bin/env python
 """How evidence sentences are chosen: ``[query] evidence_dense_weight`` swept on the *tune* splits of both
-dev corpora, extractive answers only (the generator reads the same evidence, so the quote that holds
-the facts is what the choice must get right; no generator runs, so a sweep takes a minute or two).
+dev corpora, extractive answers only (the setting applies to answers quoted without the generator; no
+generator runs, so a sweep takes a minute or two).
 
     python benchmarks/evidence_weights.py --weights 0 0.3 0.5 0.7 1 \
         --json benchmarks/results/tune_split/evidence_weights.json
 
 Opens the knowledge bases :mod:`generalisation` built (``benchmarks/.cache/gen-current-<corpus><tag>``),
 asks every answerable question of the split with ``answer_mode = extractive`` and the answer cache off, once
-per weight, and reports per corpus and question kind: answers holding the expected facts, the cited passage
-holding the evidence, and the quote length. Unknown answers count as misses at every weight (the gate does
-not depend on the weight).
+per weight, and reports per corpus and question kind: answers holding the expected facts, the cited
+passage holding the evidence, answers in the question's language (or marked quotes), and the quote
+length. Unknown answers count as misses at every weight (the gate does not depend on the weight).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def sweep(corpus: str, kb_dir: Path, weights: list[float], split: str) -> dict:
     from kb_assistant.evaluation.metrics import hit_matches
     from kb_assistant.evaluation.qa import load_qa
     from kb_assistant.evaluation.text_metrics import keyword_hit
+    from kb_assistant.text import detect_lang
 
     items = [it for it in load_qa(CORPORA[corpus]["qa"], split=split) if it.answerable]
     kb = KnowledgeBase(kb_dir)
@@ -47,13 +48,15 @@ def sweep(corpus: str, kb_dir: Path, weights: list[float], split: str) -> dict:
                     bool(it.answer_keywords_zh) and keyword_hit(a.text, it.answer_keywords_zh) == 1.0))
                 cite = not a.unknown and any(hit_matches(h, it) for h in a.citations.values())
                 rows.append({"kind": it.kind, "unknown": a.unknown, "facts": facts, "cite": cite,
-                             "chars": len(a.text)})
+                             "chars": len(a.text), "lang_ok": a.unknown or detect_lang(a.text) == it.lang
+                             or a.text.startswith(("(quoted from", "（引自"))})
             seconds = time.perf_counter() - t0
 
             def group(sel: list[dict]) -> dict:
                 answered = [r for r in sel if not r["unknown"]]
                 return {"n": len(sel), "facts": round(sum(r["facts"] for r in sel) / max(1, len(sel)), 4),
                         "cite_ok": round(sum(r["cite"] for r in answered) / max(1, len(answered)), 4),
+                        "lang_ok": round(sum(r["lang_ok"] for r in sel) / max(1, len(sel)), 4),
                         "chars_median": statistics.median([r["chars"] for r in answered]) if answered else 0}
             res = {"all": group(rows), "seconds": round(seconds, 1)}
             for kind in sorted({r["kind"] for r in rows}):

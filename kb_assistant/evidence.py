@@ -166,9 +166,9 @@ def select_evidence(
     lines and text addressed to the assistant are never evidence (:func:`is_furniture`,
     :func:`is_instruction`). With ``scorer`` and ``dense_weight`` > 0 the term part weighs
     ``1 - dense_weight`` and the sentence's similarity to the question (relative to the best
-    candidate's) ``dense_weight``, and sentences without a question term stay candidates; without, such
-    sentences are dropped, and when nothing overlaps the first usable sentence of the top passage is
-    returned.
+    candidate's) ``dense_weight`` (among the sentences in ``lang`` where there are any), and sentences
+    without a question term stay candidates; without, such sentences are dropped, and when nothing
+    overlaps the first usable sentence of the top passage is returned.
     """
     q_terms = set(terms(question))
     candidates: list[tuple[int, int, str, set[str]]] = []
@@ -187,7 +187,19 @@ def select_evidence(
     idf = {t: (math.log(1.0 + n / (1.0 + df[t])) + 0.1) * (focus_weight if t in focus_terms else 1.0)
            for t in q_terms}
     total = sum(idf.values()) or 1.0
-    dense = _relative_similarity(scorer, question, [c[2] for c in candidates]) if dense_weight > 0 else None
+    langs = [detect_lang(c[2]) for c in candidates]
+    dense = None
+    if dense_weight > 0:
+        # a cross-lingual embedder finds the same fact in the other language's twin as close: the dense
+        # part ranks the question's language only, where the candidates hold it (answers in the asker's
+        # language); sentences of other languages compete on their terms alone then
+        own = [i for i, s_lang in enumerate(langs) if s_lang == lang] if lang is not None else []
+        ranked = own or list(range(len(candidates)))
+        sims = _relative_similarity(scorer, question, [candidates[i][2] for i in ranked])
+        if sims is not None:
+            dense = [0.0] * len(candidates)
+            for i, sim in zip(ranked, sims, strict=True):
+                dense[i] = sim
     scored: list[Evidence] = []
     for i, (p_idx, s_idx, sent, sent_terms) in enumerate(candidates):
         overlap = sum(idf[t] for t in q_terms & sent_terms) / total
@@ -197,13 +209,13 @@ def select_evidence(
         length_factor = min(1.0, 0.5 + len(sent) / 80.0)
         match = overlap if dense is None else (1 - dense_weight) * overlap + dense_weight * dense[i]
         score = match * length_factor + rank_weight / (1 + p_idx)
-        s_lang = detect_lang(sent)
+        s_lang = langs[i]
         if lang is not None and s_lang != lang:
             score *= other_lang_factor
         scored.append(Evidence(sent, p_idx, round(score, 4), s_idx, round(overlap, 4), s_lang))
     if not scored:
         p_idx, s_idx, sent, _ = candidates[0]
-        return [Evidence(sent, p_idx, 0.0, s_idx, 0.0, detect_lang(sent))]
+        return [Evidence(sent, p_idx, 0.0, s_idx, 0.0, langs[0])]
     scored.sort(key=lambda e: (-e.score, e.passage, e.position))
     out: list[Evidence] = []
     per: Counter[int] = Counter()

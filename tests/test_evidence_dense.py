@@ -47,6 +47,22 @@ def test_dense_weight_keeps_term_evidence_when_similarities_tie():
     assert "1194" in ev[0].text
 
 
+def test_dense_part_keeps_the_question_language():
+    # a cross-lingual embedder rates the English twin as close as the Chinese sentence: the Chinese one wins
+    passages = ["Staff receive twenty-five paid days off every calendar year.",
+                "公司食堂中午开放。员工每年享有二十五天带薪年假。"]
+
+    def scorer(question, sentences):
+        return [0.95 if "paid days" in s else 0.8 if "年假" in s else 0.1 for s in sentences]
+
+    ev = select_evidence("员工每年有几天假期？", passages, scorer=scorer, dense_weight=0.7, lang="zh")
+    assert ev[0].text == "员工每年享有二十五天带薪年假。"
+    # an English question over Chinese-only text: the dense part ranks the Chinese sentences
+    ev = select_evidence("How many paid holidays do staff get?", passages[1:], scorer=scorer,
+                         dense_weight=0.7, lang="en")
+    assert ev[0].text == "员工每年享有二十五天带薪年假。"
+
+
 def test_failing_scorer_falls_back_to_terms(caplog):
     def broken(question, sentences):
         raise RuntimeError("model file missing")

@@ -220,14 +220,29 @@ def test_stream_drift_is_replaced_by_evidence():
 
 
 def test_stream_late_invented_detail_is_followed_by_the_evidence_quote():
-    engine, *_ = make_engine("Full-time staff get annual leave of 20 working days [1].")
+    engine, *_ = make_engine("The annual leave entitlement for full-time staff is 15 working days per year, "
+                             "rising to 20 days [1].")
     streaming = engine.ask_stream(LEAVE_Q)
     pieces = list(streaming)
     answer = streaming.answer
     assert "".join(pieces) == answer.text
     assert answer.mode == "generated" and not answer.supported
-    assert answer.text.endswith(
-        "\nSource [1]: The annual leave entitlement is 15 working days per year for full-time staff.")
+    # the extractive answer ask() would have given follows the streamed text
+    draft, quote = answer.text.split("\nSource: ", 1)
+    assert "rising to 20 days" in draft
+    assert quote.startswith("The annual leave entitlement is 15 working days per year for full-time staff.")
+    assert quote == engine.ask(LEAVE_Q, answer_mode="extractive", use_cache=False).text
+
+
+def test_stream_draft_that_restates_the_question_then_invents_is_stopped_before_it_shows():
+    # every question word is in the evidence: only the new words show that the draft drifted
+    draft = "Annual leave days for full-time staff are decided by the Mars council on Phobos."
+    engine, *_ = make_engine(draft)
+    streaming = engine.ask_stream(LEAVE_Q)
+    text = "".join(streaming)
+    assert streaming.answer.mode == "extractive" and "Mars" not in text
+    assert "15 working days" in text
+    assert engine.ask(LEAVE_Q, use_cache=False).mode == "extractive"  # ask() stops it the same way
 
 
 def test_stream_unknown_yields_the_template_once():
@@ -461,3 +476,15 @@ def test_a_quote_in_another_language_says_so():
                          QueryConfig(answer_mode="extractive", unknown_threshold=0.0))
     answer = engine.ask("How many days of annual leave (年假) do staff get?")
     assert answer.text.startswith("(quoted from a Chinese document) 全职员工") and answer.lang == "en"
+
+
+def test_a_mostly_foreign_quote_is_marked_even_with_a_sentence_in_the_askers_language():
+    # a Chinese page with an untranslated English line: the quote reads as Chinese, so it is marked
+    text = "Annual leave policy. 全职员工每年享有二十五天年假，需要提前两周向直属主管申请。"
+    hits = [Hit(text, 0.9, "hr_zh.md", None, "c1")]
+    engine = QueryEngine(lambda q, k, groups=None: hits, None,
+                         QueryConfig(answer_mode="extractive", unknown_threshold=0.0, extractive_sentences=2))
+    answer = engine.ask("How many days of annual leave (年假) do staff get?")
+    assert answer.text.startswith("(quoted from a Chinese document) ")
+    zh = engine.ask("年假有几天？需要 annual leave policy 吗？")
+    assert not zh.text.startswith("（引自英文文档）")  # a Chinese question quoting Chinese: no mark

@@ -31,7 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import ANSWER_MODES, GenerationConfig, QueryConfig
 from ..errors import ConfigError, GeneratorUnavailable
-from ..evidence import Grounding, SentenceScorer, grounding, is_fragment, is_furniture, is_instruction
+from ..evidence import (
+    Grounding,
+    SentenceScorer,
+    grounding,
+    is_fragment,
+    is_furniture,
+    is_instruction,
+    support_score,
+)
 from ..prompts import select_context, unknown_text
 from ..safety import AuditLog, SafetyFilter
 from ..text import CITATION_RE, detect_lang, split_sentences, strip_citations, terms, truncate_sentences
@@ -245,8 +253,7 @@ class QueryEngine:
         parts = [sep.join(t for _, t in sorted(members.items())) + f"{sep}[{n}]"
                  for n, members in groups.items()]
         text = sep.join(parts)
-        quoted = {detect_lang(t) for members in groups.values() for t in members.values()}
-        if prep.lang not in quoted and quoted:  # a quote in another language says so, in the asker's
+        if groups and detect_lang(text) != prep.lang:  # a quote in another language says so, in the asker's
             text = f"{QUOTE_MARK.get(prep.lang, QUOTE_MARK['en'])}{text}"
         return Answer(text, unknown=False, sources=prep.sources,
                       citations={n: prep.sources[n - 1] for n in groups}, mode="extractive",
@@ -336,12 +343,22 @@ class QueryEngine:
         return truncate_sentences(text, cfg.max_sentences)
 
     def _first_words_ok(self, prep: Prepared, text: str) -> bool | None:
-        """None until the first sentence or ``stream_check_terms`` content words are there; then whether
-        they are supported by the evidence (False: the generation drifted, stop it)."""
+        """None until the first sentence or ``stream_check_terms`` content words that the question does
+        not hold are there; then whether they are supported by the evidence (False: the generation
+        drifted, stop it). The words that only restate the question ("To configure the network, ...")
+        are evidence terms too, so they are not what the check weighs: the new words must be in the
+        evidence as the whole answer's must (``support_threshold``), with no invented detail."""
         first = truncate_sentences(text, 1)
-        if first == text.strip() and len(terms(text)) < self.config.stream_check_terms:
+        q_terms = set(terms(prep.query))
+        new = [t for t in terms(first) if t not in q_terms]
+        if first == text.strip() and len(new) < self.config.stream_check_terms:
             return None
-        return self.grounding(prep, first).ok
+        if not self.grounding(prep, first).ok:
+            return False
+        if not new:
+            return True
+        evidence = [ev.text for ev in prep.evidence]
+        return support_score(" ".join(new), evidence) >= self.config.support_threshold
 
     def grounding(self, prep: Prepared, text: str, question: str = "") -> Grounding:
         """:func:`kb_assistant.evidence.grounding` of ``text`` against this question's evidence."""

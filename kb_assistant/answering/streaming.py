@@ -1,7 +1,8 @@
 """Streaming answers: text pieces as the generator writes them, checked against the evidence first.
 
-The first sentence (or first ``stream_check_terms`` content words) is held back and checked before
-anything is shown: if it drifts, generation stops and the extractive answer is streamed instead.
+The first sentence (or first ``stream_check_terms`` content words beyond the question's own) is held
+back and checked before anything is shown: if it drifts, generation stops and the extractive answer is
+streamed instead.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ def _unless_unavailable(stream: Iterator[str]) -> Iterator[str]:
 class StreamingAnswer:
     """Iterate to receive answer pieces as they are generated; ``answer`` holds the final Answer.
 
-    The first sentence (or first ``stream_check_terms`` content words) is held back and checked against
+    The first sentence (or first ``stream_check_terms`` new content words) is held back and checked against
     the evidence before anything is shown: if it drifts, generation stops and the extractive answer is
     streamed instead. Later text is streamed as it comes; if the whole answer then fails the grounding
-    check, ``answer.supported`` is False and the evidence sentence is appended ("\nSource [1]: ...").
+    check, ``answer.supported`` is False and the extractive answer (what :meth:`QueryEngine.ask` would
+    have answered) is appended ("\nSource: ... [1]").
     """
 
     def __init__(self, engine: Steps, prep: Prepared) -> None:
@@ -85,11 +87,9 @@ class StreamingAnswer:
                 yield full[len(emitted):]
             g = engine.grounding(prep, emitted, prep.query)
             grounded, support = g.ok, g.support
-            if not grounded:  # streamed text cannot be taken back: quote the evidence after it
+            if not grounded:  # streamed text cannot be taken back: the extractive answer follows it
                 quote = engine._extractive(prep)
-                label = "\n来源" if prep.lang == "zh" else "\nSource "
-                n = next(iter(quote.citations))
-                piece = f"{label}[{n}]{'：' if prep.lang == 'zh' else ': '}{prep.evidence[0].text}"
+                piece = ("\n来源：" if prep.lang == "zh" else "\nSource: ") + quote.text
                 yield piece
                 full += piece
                 citations = {**citations, **quote.citations}

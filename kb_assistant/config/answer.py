@@ -75,8 +75,9 @@ class QueryConfig(Settings):
     max_sentences: int | None = setting(1, lo=1, hi=100,
                                         doc="answers are cut after this many sentences (unset: no limit)")
     stream_check_terms: int = setting(4, lo=1, hi=100,
-                                      doc="ask_stream holds back this many words (or the first sentence) to "
-                                          "check support before showing them")
+                                      doc="ask_stream holds back the first sentence, or this many content "
+                                          "words the question does not hold, to check their support "
+                                          "before showing them")
     audit_log: str | None = setting(None, doc="JSONL audit log of every answer (relative paths are inside "
                                               "the knowledge base folder); unset: off")
 

@@ -39,7 +39,10 @@ class EmbeddingConfig(Settings):
     model_path: str | None = setting(None, doc="local sentence-transformers folder; unset: the backend's "
                                                "embedded default")
     device: str = setting("auto", choices=DEVICES, doc="`auto` picks cuda > mps > cpu and logs the choice")
-    batch_size: int = setting(32, lo=1, hi=4096, doc="texts per model call")
+    batch_size: int = setting(32, lo=1, hi=4096, doc="texts per forward pass on the CPU")
+    gpu_batch_size: int = setting(512, lo=1, hi=65_536,
+                                  doc="texts per forward pass when the embedder runs on a GPU (large "
+                                      "batches keep it busy; `benchmarks/gpu_figures.py` measures them)")
     fp16: bool = setting(True, doc="use fp16 on CUDA")
     cross_lingual: str = setting(
         "auto", choices=("auto", "none", "use"),
