@@ -20,7 +20,9 @@ requests instead (:data:`HOSTILE`: oversize chat messages and bodies, oversize f
 the token budget, an oversize history, cross-group deletes, uploads and group widening, bad keys,
 rate-limit bursts, a zip-bomb DOCX and a 25 MB upload). It passes when the normal requests have 0
 errors, every hostile request gets a 4xx, HR's upload is unchanged at the end, the saved indexes verify,
-and the generator's slot was never held longer than the request timeout.
+and the generator's slot was never held longer than the request timeout. Normal clients then start a
+request at most every ``--pace-ms`` (120 ms): each has its own key, and the per-key rate limit (600 a
+minute) is what refuses a client that sends more.
 """
 
 from __future__ import annotations
@@ -95,8 +97,10 @@ async def client(cid: int, url: str, questions: list[str], args: argparse.Namesp
     rng = random.Random(args.seed * 1000 + cid)
     async with httpx.AsyncClient(base_url=url, timeout=args.timeout, headers=headers) as http:
         await asyncio.sleep(rng.random() * 0.5)  # spread the start
+        pace = (args.pace_ms if args.pace_ms is not None else 120.0 if args.hostile else 0.0) / 1000.0
         while time.monotonic() < stop_at and budget[0] > 0:
             budget[0] -= 1
+            started = time.monotonic()
             question = rng.choice(questions)
             if rng.random() < args.ask_ratio:
                 endpoint = "/v1/ask"
@@ -120,6 +124,8 @@ async def client(cid: int, url: str, questions: list[str], args: argparse.Namesp
                 record["error"] = f"{type(exc).__name__}: {exc}"
             record["ms"] = (time.perf_counter() - t0) * 1000.0
             results.append(record)
+            if pace:
+                await asyncio.sleep(max(0.0, started + pace - time.monotonic()))
 
 
 # -- the hostile mix ----------------------------------------------------------------------------------
@@ -315,6 +321,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--compare", action="store_true",
                    help="run the load with --batch-max 1, then with --batch-max (batching), same seed")
     p.add_argument("--hostile", action="store_true", help="API keys, and a quarter of the clients hostile")
+    p.add_argument("--pace-ms", type=float, default=None,
+                   help="least time between the starts of one normal client's requests (default: 0; 120 with "
+                        "--hostile, under the per-key rate limit of 600 a minute: a normal user is not a "
+                        "client that sends 30 requests a second, and the rate limiter must refuse that one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="write the summary here")
     args = p.parse_args()
