@@ -45,7 +45,7 @@ MODEL = PREPARED / "minilm-fp16"
 
 
 def prepare() -> int:
-    """Save the embedded MiniLM in fp16 under ``.gpu/`` (and make git ignore the folder)."""
+    """Save the embedded MiniLM in fp16 under ``.gpu/`` (git-ignored)."""
     sys.path.insert(0, str(ROOT))
     from sentence_transformers import SentenceTransformer
 
@@ -55,10 +55,6 @@ def prepare() -> int:
     model.half()
     MODEL.parent.mkdir(exist_ok=True)
     model.save(str(MODEL))
-    exclude = ROOT / ".git" / "info" / "exclude"
-    if exclude.parent.is_dir() and "/.gpu/" not in exclude.read_text(encoding="utf-8", errors="replace"):
-        with open(exclude, "a", encoding="utf-8") as fh:
-            fh.write("\n/.gpu/\n")
     size = sum(p.stat().st_size for p in MODEL.rglob("*") if p.is_file())
     print(f"wrote {MODEL} ({size / 1e6:.1f} MB)")
     return 0
