@@ -23,8 +23,8 @@ What it measures, each in the same run against its baseline:
 * **exact search at 1M vectors** on the GPU (384-d fp16, a torch matrix product + top-k: faiss-gpu is
   not in the device image; with faiss importable its GPU flat index is measured too): p50/p95 per
   single query and per batch of 64.
-* **the ``gpu``-marked tests** that need no package beyond the image (``tests/test_gpu.py``, fp16
-  embeddings against the CPU's); their outcome is recorded.
+* **the ``gpu``-marked tests** that need no package beyond the image (``tests/test_gpu.py``: fp16
+  embeddings against the CPU's, ``gpu_batch_size`` used on CUDA); their outcome is recorded.
 """
 
 from __future__ import annotations
@@ -159,7 +159,8 @@ def search(n: int, dim: int = 384, queries: int = 200) -> dict:
 
 def gpu_tests() -> dict:
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--noconftest", "-o", "addopts=",
-           "tests/test_gpu.py::test_fp16_embeddings_on_cuda_match_cpu"]
+           "tests/test_gpu.py::test_fp16_embeddings_on_cuda_match_cpu",
+           "tests/test_gpu.py::test_gpu_batch_size_is_used_on_cuda"]
     env = dict(os.environ, KB_EMBEDDER_PATH=str(MODEL), PYTHONPATH=str(ROOT))
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     tail = (proc.stdout + proc.stderr).strip().splitlines()[-3:]
