@@ -158,7 +158,7 @@ def search(n: int, dim: int = 384, queries: int = 200) -> dict:
 
 
 def gpu_tests() -> dict:
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--noconftest", "-o", "addopts=",
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
            "tests/test_gpu.py::test_fp16_embeddings_on_cuda_match_cpu",
            "tests/test_gpu.py::test_gpu_batch_size_is_used_on_cuda"]
     env = dict(os.environ, KB_EMBEDDER_PATH=str(MODEL), PYTHONPATH=str(ROOT))

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 #: ``scorer(question, sentences)``: the similarity of each sentence to the question (higher: closer)
 SentenceScorer = Callable[[str, Sequence[str]], Sequence[float]]
+#: a similarity at least this share of the best one's is "near-equal" (the language preference applies)
+NEAR_EQUAL = 0.8
 
 
 def embedding_scorer(embedder: Callable[[], Any], cache_size: int = 4096) -> SentenceScorer:
@@ -166,8 +168,9 @@ def select_evidence(
     lines and text addressed to the assistant are never evidence (:func:`is_furniture`,
     :func:`is_instruction`). With ``scorer`` and ``dense_weight`` > 0 the term part weighs
     ``1 - dense_weight`` and the sentence's similarity to the question (relative to the best
-    candidate's) ``dense_weight`` (among the sentences in ``lang`` where there are any), and sentences
-    without a question term stay candidates; without, such sentences are dropped, and when nothing
+    candidate's) ``dense_weight`` (none for sentences not in ``lang`` when a sentence in ``lang`` is
+    near-equal to the best: :data:`NEAR_EQUAL`), and sentences without a question term stay
+    candidates; without, such sentences are dropped, and when nothing
     overlaps the first usable sentence of the top passage is returned.
     """
     q_terms = set(terms(question))
@@ -188,18 +191,14 @@ def select_evidence(
            for t in q_terms}
     total = sum(idf.values()) or 1.0
     langs = [detect_lang(c[2]) for c in candidates]
-    dense = None
-    if dense_weight > 0:
-        # a cross-lingual embedder finds the same fact in the other language's twin as close: the dense
-        # part ranks the question's language only, where the candidates hold it (answers in the asker's
-        # language); sentences of other languages compete on their terms alone then
-        own = [i for i, s_lang in enumerate(langs) if s_lang == lang] if lang is not None else []
-        ranked = own or list(range(len(candidates)))
-        sims = _relative_similarity(scorer, question, [candidates[i][2] for i in ranked])
-        if sims is not None:
-            dense = [0.0] * len(candidates)
-            for i, sim in zip(ranked, sims, strict=True):
-                dense[i] = sim
+    dense = _relative_similarity(scorer, question, [c[2] for c in candidates]) if dense_weight > 0 else None
+    if dense is not None and lang is not None:
+        # a cross-lingual embedder finds the same fact in the other language's twin as close: when a
+        # sentence in the question's language is nearly as similar as the best, the sentences of other
+        # languages compete on their terms alone (answers in the asker's language among near-equals)
+        own = max((d for d, s_lang in zip(dense, langs, strict=True) if s_lang == lang), default=0.0)
+        if own >= NEAR_EQUAL:
+            dense = [d if s_lang == lang else 0.0 for d, s_lang in zip(dense, langs, strict=True)]
     scored: list[Evidence] = []
     for i, (p_idx, s_idx, sent, sent_terms) in enumerate(candidates):
         overlap = sum(idf[t] for t in q_terms & sent_terms) / total

@@ -22,6 +22,24 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
+def encode_batch_sizes(monkeypatch):
+    """spy(embedder) -> list: the batch size of each ``encode`` call its model gets from then on."""
+
+    def spy(emb) -> list[int]:
+        calls: list[int] = []
+        real = emb.model.encode
+
+        def encode(texts, batch_size, **kw):
+            calls.append(batch_size)
+            return real(texts, batch_size=batch_size, **kw)
+
+        monkeypatch.setattr(emb.model, "encode", encode)
+        return calls
+
+    return spy
+
+
+@pytest.fixture
 def write():
     """write(path, text, encoding='utf-8') -> Path, creating parent folders."""
 

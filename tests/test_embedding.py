@@ -56,18 +56,11 @@ def test_minilm_vectors_are_normalised_and_cached():
     assert emb.max_tokens == 256 and emb.count_tokens(["hello world"]) == [4]
 
 
-def test_gpu_batch_size_reaches_the_embedder_and_the_cpu_keeps_its_own(monkeypatch):
+def test_gpu_batch_size_reaches_the_embedder_and_the_cpu_keeps_its_own(encode_batch_sizes):
     emb = get_embedder(EmbeddingConfig(cross_lingual="none", gpu_batch_size=96, batch_size=8))
     assert (emb.batch_size, emb.gpu_batch_size) == (8, 96)
     assert emb is not get_embedder(EmbeddingConfig(cross_lingual="none", gpu_batch_size=64, batch_size=8))
-    calls = []
-    real = emb.model.encode
-
-    def spy(texts, batch_size, **kw):
-        calls.append(batch_size)
-        return real(texts, batch_size=batch_size, **kw)
-
-    monkeypatch.setattr(emb.model, "encode", spy)
+    calls = encode_batch_sizes(emb)
     assert emb.embed_documents(["a short text", "another one"]).shape == (2, 384)
     assert calls == [8]  # on the CPU: batch_size; tests/test_gpu.py checks gpu_batch_size on CUDA
 

@@ -61,6 +61,14 @@ def test_dense_part_keeps_the_question_language():
     ev = select_evidence("How many paid holidays do staff get?", passages[1:], scorer=scorer,
                          dense_weight=0.7, lang="en")
     assert ev[0].text == "员工每年享有二十五天带薪年假。"
+    # ... also beside an unrelated English sentence (not near-equal: the preference does not apply)
+    printer = ["The office printer releases jobs after you tap your badge."]
+    def weak_english(question, sentences):
+        return [0.1 if "printer" in x else 0.8 if "年假" in x else 0.05 for x in sentences]
+
+    ev = select_evidence("How many paid holidays do staff get?", printer + passages[1:], scorer=weak_english,
+                         dense_weight=0.7, lang="en")
+    assert ev[0].text == "员工每年享有二十五天带薪年假。"
 
 
 def test_failing_scorer_falls_back_to_terms(caplog):

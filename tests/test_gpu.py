@@ -21,18 +21,11 @@ def test_fp16_embeddings_on_cuda_match_cpu():
     assert np.allclose(a, b, atol=2e-2)
 
 
-def test_gpu_batch_size_is_used_on_cuda(monkeypatch):
+def test_gpu_batch_size_is_used_on_cuda(encode_batch_sizes):
     from kb_assistant.embedding import SentenceTransformerEmbedder
 
     emb = SentenceTransformerEmbedder(device="cuda", fp16=True, batch_size=8, gpu_batch_size=256)
-    calls = []
-    real = emb.model.encode
-
-    def spy(texts, batch_size, **kw):
-        calls.append(batch_size)
-        return real(texts, batch_size=batch_size, **kw)
-
-    monkeypatch.setattr(emb.model, "encode", spy)
+    calls = encode_batch_sizes(emb)
     emb.embed_documents(["The VPN server listens on port 1194."] * 3)
     assert calls == [256]
 
