@@ -11,7 +11,6 @@ description, all read from the field metadata that the validator itself uses
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import inspect
 import re
@@ -136,21 +135,10 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if the committed page is out of date")
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
-        if current != text:
-            print(f"{args.out} is out of date: run python scripts/gen_config_docs.py", file=sys.stderr)
-            return 1
-        return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {args.out}")
-    return 0
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import docgen
+
+    return docgen.main(render, OUT, "gen_config_docs.py", __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
