@@ -34,9 +34,10 @@ NEAR_EQUAL = 0.8
 
 def embedding_scorer(embedder: Callable[[], Any], cache_size: int = 4096) -> SentenceScorer:
     """A :data:`SentenceScorer` over an embedder (``embedder()`` returns it, loaded on first use): the
-    inner product of the question's query vector with each sentence's document vector (for the dual
-    MiniLM + USE embedder the mean of the two channels' cosines). Sentence vectors are kept in an LRU of
-    ``cache_size`` (the same passages come back for related questions)."""
+    inner product of the question's query vector with each sentence's document vector. With the dual
+    MiniLM + USE embedder only its cross-lingual channel (USE) scores: it reads both languages and embeds
+    a passage's sentences in 40-80 ms on two cores, where MiniLM takes 290-390 ms. Sentence vectors are
+    kept in an LRU of ``cache_size`` (the same passages come back for related questions)."""
     cache: OrderedDict[str, Any] = OrderedDict()
     lock = threading.Lock()
 
@@ -44,6 +45,7 @@ def embedding_scorer(embedder: Callable[[], Any], cache_size: int = 4096) -> Sen
         import numpy as np
 
         emb = embedder()
+        emb = getattr(emb, "second", emb)  # DualEmbedder: the cross-lingual channel
         with lock:
             known = {s: cache[s] for s in sentences if s in cache}
             for text in known:

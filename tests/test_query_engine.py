@@ -488,3 +488,31 @@ def test_a_mostly_foreign_quote_is_marked_even_with_a_sentence_in_the_askers_lan
     assert answer.text.startswith("(quoted from a Chinese document) ")
     zh = engine.ask("年假有几天？需要 annual leave policy 吗？")
     assert not zh.text.startswith("（引自英文文档）")  # a Chinese question quoting Chinese: no mark
+
+
+def test_a_rejected_draft_gives_way_to_a_quote_chosen_with_the_embedder():
+    calls: list[list[str]] = []
+
+    def scorer(question, sentences):  # the embedder's view: "pro rata" answers a part-time question
+        calls.append(list(sentences))
+        return [0.9 if "pro rata" in s else 0.2 for s in sentences]
+
+    # by terms the first sentence of the leave policy answers ("working days"); by meaning the third
+    question = "How many annual leave working days apply to people on reduced hours?"
+    for ask in ("ask", "ask_stream"):
+        engine, *_ = make_engine("Mars has two moons named Phobos and Deimos.", unknown_threshold=0.0,
+                                 answer_mode="generate", evidence_dense_weight=0.7, extractive_chars=0,
+                                 extractive_sentences=1)
+        engine.sentence_scorer = scorer
+        calls.clear()
+        prep = engine._prepare(question, None, {"use_cache": False})
+        assert prep.messages and calls == []  # the prompt: term-chosen evidence
+        if ask == "ask":
+            answer = engine.ask(question, use_cache=False)
+        else:
+            streaming = engine.ask_stream(question, use_cache=False)
+            "".join(streaming)
+            answer = streaming.answer
+        assert answer.mode == "extractive" and "Mars" not in answer.text
+        assert calls and "pro rata" in answer.text and "15 working days" not in answer.text, ask
+        assert answer.citations and all(h.source == "hr/leave.pdf" for h in answer.citations.values())

@@ -57,6 +57,7 @@ class Prepared:
         self.question, self.query, self.lang, self.t0 = question, query, lang, t0
         self.timings: dict[str, float] = {}
         self.answer: Answer | None = None  # set when finished early (refused, cached, unknown)
+        self.hits: list[Hit] = []  # what retrieval returned (the evidence comes from them)
         self.sources: list[Hit] = []
         self.evidence: list[Evidence] = []
         self.ev_number: list[int] = []  # prompt number [n] of each evidence sentence
@@ -81,5 +82,7 @@ class Steps(Protocol):
     def grounding(self, prep: Prepared, text: str, question: str = "") -> Grounding: ...
 
     def _extractive(self, prep: Prepared, support: float = 0.0) -> Answer: ...
+
+    def _quote(self, prep: Prepared, support: float = 0.0) -> Answer: ...
 
     def _cite(self, prep: Prepared, text: str, strip_invalid: bool = True) -> tuple[str, dict[int, Hit]]: ...

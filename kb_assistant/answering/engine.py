@@ -4,15 +4,14 @@ Flow of ``QueryEngine.ask``:
 
 1. safety: a question with a sensitive word is refused (fixed text, nothing else runs);
 2. cache: an LRU keyed by (normalised question, params, kb_version); any version change empties it;
-3. retrieve ``k`` hits; **unknown gate**: no hit, or top ``hit.score`` < ``unknown_threshold`` ->
-   the unknown template, and the generator is never created nor called;
-4. evidence: the best sentences of the hits (``prompts.select_context``) form the numbered
-   passages [1]..[n] of a short prompt;
+3. retrieve ``k`` hits; **unknown gate** (the fitted gate, else ``unknown_threshold``): the unknown
+   template, and the generator is never created nor called;
+4. evidence: the best sentences of the hits (``prompts.select_context``, by question terms) form the
+   numbered passages [1]..[n] of a short prompt;
 5. generate (``answer_mode="generate"``, or ``"auto"`` for a language in ``generate_langs``) and
-   **post-check**: if the generated text's content terms overlap the evidence less than
-   ``support_threshold``, or it holds a number/identifier absent from the evidence, or it only echoes
-   the question, the best evidence sentence is returned instead (``mode="extractive"``);
-   ``answer_mode="extractive"`` skips the generator altogether;
+   **post-check** (support, invented details, echo: ``evidence.grounding``); a failed draft gives way
+   to the extractive answer (``mode="extractive"``), whose sentences are chosen with the embedder's
+   similarity too (``evidence_dense_weight``), as for languages the generator does not write;
 6. citations: valid ``[n]`` markers map to hits (``Answer.citations``); an answer without one gets
    the number of its best-matching evidence sentence.
 """
@@ -40,7 +39,7 @@ from ..evidence import (
     is_instruction,
     support_score,
 )
-from ..prompts import select_context, unknown_text
+from ..prompts import PromptContext, select_context, unknown_text
 from ..safety import AuditLog, SafetyFilter
 from ..text import CITATION_RE, detect_lang, split_sentences, strip_citations, terms, truncate_sentences
 from ..types import Hit
@@ -190,19 +189,15 @@ class QueryEngine:
                                  confidence=confidence)
             return prep
         prep.confidence = confidence
+        prep.hits = hits
         extractive = mode == "extractive" or (mode == "auto" and lang not in cfg.generate_langs)
         # a prompt's evidence is chosen by terms alone (the training data's is: one prompt builder)
-        ctx = select_context(query, [h.text for h in hits], lang=lang,
-                             evidence_sentences=cfg.evidence_sentences,
-                             focus=question if query != question else None,
-                             scorer=self.sentence_scorer if extractive else None,
-                             dense_weight=cfg.evidence_dense_weight if extractive else 0.0)
+        ctx = self._context(prep, dense=extractive)
         if ctx is None:  # hits without usable text
             prep.answer = Answer(unknown_text(lang, cfg.unknown_text), unknown=True, sources=hits,
                                  mode="unknown", lang=lang, question=question, query=query)
             return prep
-        prep.sources = [hits[p] for p in ctx.order]
-        prep.evidence, prep.ev_number = ctx.evidence, ctx.ev_number
+        self._use(prep, ctx)
         if extractive:
             prep.answer = self._extractive(prep)
             return prep
@@ -210,6 +205,33 @@ class QueryEngine:
         prep.messages, _ = ctx.messages(max_context_tokens=cfg.max_context_tokens, count_tokens=counter)
         prep.timings["prepare"] = ms(t0) - prep.timings["retrieve"]
         return prep
+
+    def _context(self, prep: Prepared, *, dense: bool) -> PromptContext | None:
+        """The evidence of ``prep.hits``: by question terms, and with ``dense`` by the embedder's
+        similarity too (``evidence_dense_weight``; the sentences a quoted answer is made of)."""
+        cfg = self.config
+        dense = dense and self.sentence_scorer is not None and cfg.evidence_dense_weight > 0
+        return select_context(prep.query, [h.text for h in prep.hits], lang=prep.lang,
+                              evidence_sentences=cfg.evidence_sentences,
+                              focus=prep.question if prep.query != prep.question else None,
+                              scorer=self.sentence_scorer if dense else None,
+                              dense_weight=cfg.evidence_dense_weight if dense else 0.0)
+
+    @staticmethod
+    def _use(prep: Prepared, ctx: PromptContext) -> None:
+        prep.sources = [prep.hits[p] for p in ctx.order]
+        prep.evidence, prep.ev_number = ctx.evidence, ctx.ev_number
+
+    def _quote(self, prep: Prepared, support: float = 0.0) -> Answer:
+        """The extractive answer given instead of a draft that failed its checks (none of it shown): its
+        sentences chosen as a quoted answer's are, with the embedder's similarity too (the prompt's
+        evidence was chosen by terms alone)."""
+        ctx = self._context(prep, dense=True) if prep.hits else None
+        if ctx is None:
+            return self._extractive(prep, support)
+        quoted = copy.copy(prep)
+        self._use(quoted, ctx)
+        return self._extractive(quoted, support)
 
     def _gate(self, query: str, hits: list[Hit]) -> tuple[bool, float]:
         """The unknown gate: the knowledge base's fitted gate when it has one, else the top hit's
@@ -287,7 +309,7 @@ class QueryEngine:
             logger.info("generated answer not grounded (support %.2f, threshold %.2f; %s): "
                         "using the extractive answer", support, self.config.support_threshold,
                         "; ".join(g.problems) or "low overlap")
-            return self._extractive(prep, support)
+            return self._quote(prep, support)
         text, citations = self._cite(prep, text)
         return Answer(text, unknown=False, sources=prep.sources, citations=citations, mode="generated",
                       lang=prep.lang, supported=True, question=prep.question, query=prep.query,

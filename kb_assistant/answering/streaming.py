@@ -78,7 +78,7 @@ class StreamingAnswer:
                 yield text
                 emitted = text
         if not emitted:
-            answer = engine._extractive(prep)
+            answer = engine._quote(prep)
             prep.timings.setdefault("first_token", ms(prep.t0))
             yield answer.text
         else:

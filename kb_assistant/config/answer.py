@@ -53,12 +53,11 @@ class QueryConfig(Settings):
                                                                     "Chinese: measured)")
     evidence_sentences: int = setting(3, lo=1, hi=20, doc="best-matching sentences put in the prompt")
     evidence_dense_weight: float = setting(0.7, lo=0.0, hi=1.0,
-                                           doc="answers quoted without the generator (`generate_langs` "
-                                               "aside, or `answer_mode = extractive`): share of a "
-                                               "sentence's evidence score given by its embedding "
-                                               "similarity to the question (the rest: question-term "
-                                               "overlap); 0: terms only. Prompts keep term-chosen "
-                                               "evidence. 0.7 chosen on the tune splits")
+                                           doc="quoted (extractive) answers: share of a sentence's evidence "
+                                               "score given by its embedding similarity to the question "
+                                               "(the rest: question-term overlap); 0: terms only. The "
+                                               "generator's prompt keeps term-chosen evidence. 0.7 chosen "
+                                               "on the tune splits")
     extractive_sentences: int = setting(2, lo=1, hi=20,
                                         doc="evidence sentences an extractive answer quotes (2 measured best "
                                             "on the dev set)")
