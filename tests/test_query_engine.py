@@ -516,3 +516,22 @@ def test_a_rejected_draft_gives_way_to_a_quote_chosen_with_the_embedder():
         assert answer.mode == "extractive" and "Mars" not in answer.text
         assert calls and "pro rata" in answer.text and "15 working days" not in answer.text, ask
         assert answer.citations and all(h.source == "hr/leave.pdf" for h in answer.citations.values())
+
+
+def test_a_widened_quote_never_reaches_back_across_a_heading():
+    en = ("Northwind IT questions\nThis page is kept by the IT service desk for everyone.\nPrinters\n"
+          "The print server is print.example.com. Add it under Settings > Printers. Colour needs approval."
+          "\nVPN\nThe VPN server is vpn.example.com.")
+    zh = ("北风机器人 IT 常见问题\n本文档由上海 IT 服务台维护，回答员工最常问的问题。\n打印机设置\n"
+          "公司打印服务器地址为 print.example.com。Windows 电脑请添加网络打印机。\n邮件\n"
+          "邮件服务器为 mail.example.com。")
+    cases = [("What is the address of the print server?", en, "The print server is", ("service desk",)),
+             ("打印服务器的地址是什么？", zh, "公司打印服务器地址为", ("本文档", "北风机器人"))]
+    config = QueryConfig(answer_mode="extractive", unknown_threshold=0.0, extractive_sentences=1,
+                         extractive_chars=300)
+    for question, passage, first, never in cases:
+        engine = QueryEngine(lambda q, k, groups=None, p=passage: [Hit(p, 0.9, "it.md", None, "c1")], None,
+                             config)
+        answer = engine.ask(question).text
+        assert answer.startswith(first), answer
+        assert not any(word in answer for word in never), answer

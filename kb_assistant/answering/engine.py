@@ -284,7 +284,8 @@ class QueryEngine:
 
     def _widen(self, prep: Prepared, pick: int, groups: dict[int, dict[int, str]]) -> None:
         """Add the neighbours of evidence ``pick`` in its passage (following ones first) until the quote
-        of that passage reaches ``extractive_chars``; never headings, fragments, TOC lines, instructions."""
+        of that passage reaches ``extractive_chars``; never headings, fragments, TOC lines, instructions,
+        nor what precedes a heading (the previous section, the document's title) before the answer."""
         limit = self.config.extractive_chars
         n = prep.ev_number[pick]
         members = groups[n]
@@ -292,13 +293,13 @@ class QueryEngine:
         ev = prep.evidence[pick]
         after, before = ev.position + 1, ev.position - 1
         while sum(len(t) for t in members.values()) < limit and (after < len(sentences) or before >= 0):
-            if after < len(sentences):
-                pos, after = after, after + 1
-            else:
-                pos, before = before, before - 1
+            forward = after < len(sentences)
+            pos = after if forward else before
+            after, before = (after + 1, before) if forward else (after, before - 1)
             sent = sentences[pos].strip()
-            if (pos not in members and sent and not is_furniture(sent) and not is_fragment(sent)
-                    and not is_instruction(sent)):
+            if is_furniture(sent) or is_fragment(sent):  # a heading: never reach back across one
+                before = before if forward else -1
+            elif pos not in members and sent and not is_instruction(sent):
                 members[pos] = sent
 
     def _check_and_cite(self, prep: Prepared, text: str) -> Answer:
