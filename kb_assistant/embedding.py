@@ -160,7 +160,7 @@ class SentenceTransformerEmbedder:
         model = self.model
         batch = self.gpu_batch_size if str(model.device).startswith("cuda") else self.batch_size
         vecs = model.encode(list(texts), batch_size=batch, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=show_progress)
+                            convert_to_numpy=True, show_progress_bar=show_progress)
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:

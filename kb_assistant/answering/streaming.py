@@ -88,6 +88,7 @@ class StreamingAnswer:
             g = engine.grounding(prep, emitted, prep.query)
             grounded, support = g.ok, g.support
             if not grounded:  # streamed text cannot be taken back: the extractive answer follows it
+                # over the prompt's evidence (not _quote's): its [n] must mean what the draft's [n] mean
                 quote = engine._extractive(prep)
                 piece = ("\n来源：" if prep.lang == "zh" else "\nSource: ") + quote.text
                 yield piece
