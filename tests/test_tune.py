@@ -119,7 +119,7 @@ def test_probe_metrics():
 
 
 # ------------------------------------------------------------------ held-out share and probes
-def test_hold_out_is_a_deterministic_share_by_chunk_id(docstore, add_doc):
+def test_hold_out_is_a_deterministic_share_by_chunk_text(docstore, add_doc):
     for d in range(10):
         add_doc(docstore, f"/docs/d{d}.txt", [f"Document {d} part {p} says something." for p in range(3)])
     held = hold_out(docstore, 0.2, seed=0, minimum=4)
@@ -130,6 +130,22 @@ def test_hold_out_is_a_deterministic_share_by_chunk_id(docstore, add_doc):
     ids, docs, langs = view.catalog_rows()
     assert not set(ids.tolist()) & set(held) and len(ids) == len(docs) == len(langs) == 24
     assert not set(view.chunk_ids().tolist()) & set(held) and view.version == docstore.version
+
+
+def test_hold_out_is_the_same_wherever_the_knowledge_base_lives(tmp_path, add_doc):
+    """Chunk ids hash the file's absolute path: the held-out chunks (and so the probes and the tune
+    figures) must not change when the same files sit in another folder (a fresh clone, another user)."""
+    from kb_assistant.store.docstore import DocStore
+
+    texts = {}
+    for root in ("/home/a/docs", "/srv/somewhere/else/docs"):
+        (tmp_path / root.replace("/", "_")).mkdir()
+        store = DocStore(tmp_path / root.replace("/", "_") / "docstore.sqlite")
+        for d in range(10):
+            add_doc(store, f"{root}/d{d}.txt", [f"Document {d} part {p} says something." for p in range(3)])
+        texts[root] = sorted(r.text for r in hold_out(store, 0.2, seed=0, minimum=4).values())
+        store.close()
+    assert texts["/home/a/docs"] == texts["/srv/somewhere/else/docs"]
 
 
 def test_probe_keywords_are_the_asked_span():

@@ -4,7 +4,7 @@ adapter only when it measures better.
     report = kb.tune(budget_minutes=8)            # kb tune --kb DIR --budget-minutes 8
     print(report.table()); report.adopted         # also <kb>/adapters/tune-<time>/tune_report.json
 
-1. **hold out** a deterministic share of the chunks (by hash of the chunk id; :mod:`.heldout`) and make
+1. **hold out** a deterministic share of the chunks (by hash of the chunk text; :mod:`.heldout`) and make
    probe questions from them: template questions whose keywords are the answer terms of their source
    sentence, and as many unanswerable ones (off-topic bank, absent-subject swaps);
 2. **data**: RAFT-style training examples (:func:`kb_assistant.finetune.data.generate_examples`) from

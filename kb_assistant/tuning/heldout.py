@@ -1,7 +1,7 @@
 """What ``kb tune`` keeps out of training: a deterministic share of the chunks, and the probe questions
 made from them.
 
-* :func:`hold_out` — the chunks with the lowest sha256 of ``"<seed>:<chunk id>"``: the same chunks on
+* :func:`hold_out` — the chunks with the lowest sha256 of ``"<seed>:<chunk text>"``: the same chunks on
   every run with the same seed, and mostly the same ones after an ingest adds a few files;
 * :func:`eval_probes` — per held-out chunk, template questions over its sentences (the templates of
   :mod:`kb_assistant.finetune.templates`, as the gate's probes use them) whose **keywords** are the terms
@@ -49,19 +49,20 @@ class EvalProbe:
         return dict(self.__dict__)
 
 
-def _rank(seed: int, chunk_id: str) -> str:
-    return hashlib.sha256(f"{seed}:{chunk_id}".encode()).hexdigest()
+def _rank(seed: int, text: str) -> str:
+    return hashlib.sha256(f"{seed}:{text}".encode()).hexdigest()
 
 
 def hold_out(docstore: Any, share: float, seed: int = 0, minimum: int = 4) -> dict[int, Any]:
     """The held-out chunk rows (row id -> chunk row): ``share`` of the chunks, at least ``minimum``, at
-    most half of them, chosen by hash of the chunk id."""
+    most half of them, chosen by hash of the chunk's text (not its id: ids hash the file's absolute path,
+    and the same knowledge base in another folder must hold out the same chunks)."""
     ids = [int(i) for i in docstore.chunk_ids()]
     if len(ids) < 2:
         raise KBError("the knowledge base is too small to tune (ingest files first)")
     rows = docstore.get_chunks(ids)
     n = min(max(round(share * len(ids)), minimum), len(ids) // 2)
-    chosen = sorted(rows, key=lambda i: _rank(seed, rows[i].chunk_id))[:n]
+    chosen = sorted(rows, key=lambda i: (_rank(seed, rows[i].text), rows[i].chunk_id))[:n]
     return {i: rows[i] for i in sorted(chosen)}
 
 
@@ -119,7 +120,7 @@ def eval_probes(held_out: dict[int, Any], stats: Any, n: int, per_chunk: int = 3
     """Answerable probes from the held-out chunks, then about as many unanswerable ones (half off-topic
     bank questions in the knowledge base's languages, half swapped subjects)."""
     rng = random.Random(seed)
-    rows = list(held_out.values())
+    rows = sorted(held_out.values(), key=lambda r: (r.text, r.chunk_id))  # not row order: ingest order varies
     rng.shuffle(rows)
     pos = answerable_eval_probes(rows, n, per_chunk, rng)
     if not pos:
