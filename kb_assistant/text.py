@@ -149,10 +149,64 @@ def trim_span(text: str, start: int, end: int) -> tuple[int, int] | None:
     return (start, end) if end > start else None
 
 
+# a line that ends a sentence, a clause before a list, or a heading ("...:", "...。", "5.4 Title?")
+_HARD_LINE_END_RE = re.compile(r"[.!?:;。！？；：]['\"’”)）\]」』]*\s*(?:\[\d+\])?$")
+# a line that starts something new: a bullet, a numbered item or heading, a table row, a chapter, a
+# shell prompt or comment
+_NEW_LINE_START_RE = re.compile(
+    r"^\s*(?:[•·▪◦●○■□➢►‣*>|+\-–—→$#%]|\d+(?:\.\d+)*[.)]?\s|[a-z][.)]\s|第\S{1,4}[章节]|(?:chapter|section|"
+    r"appendix|part)\b)", re.IGNORECASE)
+#: a page's text width, in display columns (a Han character counts two): wrapped lines are at least this
+#: share of the text's width, and a text whose lines run wider than ``_WRAP_MAX`` is not layout text
+_WRAP_FULL, _WRAP_MIN, _WRAP_MAX = 0.75, 40, 200
+
+
+def _width(line: str) -> int:
+    return len(line) + len(CJK_RE.findall(line))
+
+
+def unwrap_lines(text: str) -> str:
+    """``text`` with the line breaks that only wrap a sentence (PDF layout lines) joined: a line that fills
+    the text's width (its 90th-percentile line width, at most ``_WRAP_MAX`` columns: paragraphs of HTML or
+    Markdown run wider and keep every break), with no end mark, followed by one that goes on (anything
+    but a list item, a numbered heading, a table row or a capitals heading; Han after Han is joined without
+    a space). Blank lines, list items,
+    headings, short lines keep their breaks."""
+    if "\n" not in (text or ""):
+        return text or ""
+    lines = text.split("\n")
+    widths = sorted(_width(line.strip()) for line in lines if line.strip())
+    page = widths[min(len(widths) - 1, int(0.9 * len(widths)))] if widths else 0
+    if not _WRAP_MIN <= page <= _WRAP_MAX:
+        return text
+    full = max(_WRAP_MIN, _WRAP_FULL * page)
+    out = [lines[0]]
+    for line in lines[1:]:
+        prev, nxt = out[-1].rstrip(), line.lstrip()
+        last = prev.rsplit("\n", 1)[-1]
+        if _width(last) >= full and _continues(last, nxt):
+            han = bool(HAN_RUN_RE.match(nxt[:1])) and bool(HAN_RUN_RE.match(prev[-1:]))
+            out[-1] = prev + ("" if han or prev.endswith("-") else " ") + nxt
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _continues(prev: str, nxt: str) -> bool:
+    """``nxt`` goes on with the sentence of the full line ``prev``."""
+    if not nxt or _HARD_LINE_END_RE.search(prev) or _NEW_LINE_START_RE.match(nxt) or " | " in prev + nxt:
+        return False  # a sentence's end, a new item, a table row
+    if prev[:1].isdigit() and _NEW_LINE_START_RE.match(prev) and len(prev.split()) <= 12:
+        return False  # a numbered heading
+    first = nxt[:1]
+    return not (first.isupper() and not nxt[1:2].islower())  # not an acronym or a capitals heading
+
+
 def split_sentences(text: str, *, max_chars: int = 400) -> list[str]:
-    """Candidate answer sentences of ``text`` (English and Chinese); longer pieces cut at ``max_chars``."""
+    """Candidate answer sentences of ``text`` (English and Chinese), the lines that only wrap a sentence
+    joined first (:func:`unwrap_lines`); longer pieces cut at ``max_chars``."""
     out: list[str] = []
-    for piece in _SENT_SPLIT_RE.split(text or ""):
+    for piece in _SENT_SPLIT_RE.split(unwrap_lines(text or "")):
         piece = piece.strip()
         while len(piece) > max_chars:
             cut = piece.rfind(" ", 0, max_chars)

@@ -16,6 +16,7 @@ from kb_assistant.text import (
     strip_citations,
     terms,
     truncate_sentences,
+    unwrap_lines,
 )
 
 
@@ -120,3 +121,43 @@ def test_citation_numbers_and_strip():
 ])
 def test_truncate_sentences(text, n, expected):
     assert truncate_sentences(text, n) == expected
+
+
+# ------------------------------------------------------------------ PDF layout lines
+_WRAPPED = ("Files must be signed using the debsign command with your private GPG key in the\n"
+            "~/.gnupg/ directory, before uploading them to the Debian FTP archive. In order to install this\n"
+            "environment you just need to install the build-essential package. This is a meta-package or\n"
+            "placeholder package which depends on the standard development tools one needs.\n"
+            "5.4 How can I install a developer's environment to build packages?\n"
+            "• with format 3.0 (native), it has only a single tarball which is the whole source\n"
+            "• with format 3.0 (quilt), it has a mandatory upstream tarball and a debian tarball\n")
+
+
+def test_split_sentences_joins_the_lines_that_only_wrap_a_pdf_sentence():
+    sentences = split_sentences(_WRAPPED)
+    assert "In order to install this environment you just need to install the build-essential package." \
+        in sentences
+    assert sentences[0].startswith("Files must be signed using the debsign command with your private GPG key "
+                                   "in the ~/.gnupg/ directory")
+    # a heading and the list items keep their own lines
+    assert "5.4 How can I install a developer's environment to build packages?" in sentences
+    assert sum(s.startswith("•") for s in sentences) == 2
+    han = ("这个目录中存放着许多文件，我们将要修改这些文件来定制软件包行为。"
+           "其中最重要的文件当属控制文件和变更日志以及\n规则文件，所有的软件包都必须有这几个文件。\n")
+    joined = "其中最重要的文件当属控制文件和变更日志以及规则文件，所有的软件包都必须有这几个文件。"
+    assert joined in split_sentences(han)
+
+
+def test_unwrap_lines_keeps_the_breaks_of_html_and_markdown_text():
+    html = ("Debian packages are built from a source package that holds the upstream tarball and the "
+            "packaging in a debian directory, with a changelog and a control file describing the package, "
+            "its dependencies and the maintainer who looks after it in the archive\n"
+            "build-essential is the package that pulls in the compiler and the tools one needs to build\n"
+            "Example 11.7. Enabling content-based filters\n"
+            "header_checks = regexp:/etc/postfix/header_checks\n")
+    assert unwrap_lines(html) == html  # paragraphs wider than a page: not layout text
+    table = ("Windows XP / Windows Server 2008 | i386, amd64, ia64 and some other architectures\n"
+             "Windows RT | armel, armhf, arm64 and a few other architectures of that era here\n")
+    assert unwrap_lines(table) == table
+    short = "Chapter 4\ndebian directory contents\n4.1 control\n"
+    assert unwrap_lines(short) == short
