@@ -335,7 +335,7 @@ class KnowledgeBase:
         models, report = fit_gate(lambda q, k: self.search(q, k), self.docstore, self.indexes.sparse,
                                   n_probes=cfg.probes, k=self.config.query.k, seed=cfg.seed,
                                   features=cfg.features, target_unknown_recall=cfg.target_unknown_recall,
-                                  max_false_unknown=cfg.max_false_unknown)
+                                  max_false_unknown=cfg.max_false_unknown, bootstrap=cfg.bootstrap)
         fitted = {"models": {lang: m.to_dict() for lang, m in models.items()}, "report": report}
         self.update_config({"gate": {**overrides, "fitted": fitted}})
         return report

@@ -164,3 +164,29 @@ def test_knowledge_base_fits_its_own_gate_and_keeps_it_in_config(tmp_path, write
     kb.update_config({"gate": {"mode": "threshold"}})
     assert kb.engine.gate is None
     kb.close()
+
+
+def test_bagged_gate_is_deterministic_and_steadier_between_probe_samples(tmp_path):
+    from kb_assistant.evaluation.metrics import best_threshold
+    from kb_assistant.gate import _bagged
+
+    store, sparse = _store(tmp_path)
+    search = _search(store, sparse)
+    bagged, _ = fit_gate(search, store, sparse, n_probes=30, seed=1, min_probes=5, bootstrap=10)
+    again, _ = fit_gate(search, store, sparse, n_probes=30, seed=1, min_probes=5, bootstrap=10)
+    assert bagged["en"].to_dict() == again["en"].to_dict() and 0.0 < bagged["en"].threshold < 1.0
+    assert Gate(bagged, sparse).decide("Where are lost access badges replaced?",
+                                       search("Where are lost access badges replaced?"))[0]
+    # the same population of probe scores sampled 12 times: the bagged threshold moves less
+    rng = np.random.default_rng(0)
+    targets = {"target_unknown_recall": 0.6, "max_false_unknown": 0.05}
+    single, bag = [], []
+    for s in range(12):
+        x = np.vstack([rng.normal(1.0, 1.0, (120, 2)), rng.normal(-1.0, 1.0, (120, 2))])
+        y = np.asarray([1.0] * 120 + [0.0] * 120)
+        m = GateModel.fit(x, y, ["a", "b"])
+        p = np.asarray([m.probability({"a": a, "b": b}) for a, b in x])
+        single.append(best_threshold(p[y == 1].tolist(), p[y == 0].tolist(), **targets)[0])
+        bag.append(_bagged(x, y, ["a", "b"], 1.0, 25, random.Random(s), targets).threshold)
+    spread = [np.std(np.log(np.asarray(t) / (1 - np.asarray(t)))) for t in (single, bag)]
+    assert spread[1] < spread[0]

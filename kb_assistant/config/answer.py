@@ -214,6 +214,9 @@ class GateConfig(Settings):
                                        doc="share of the answerable probes it may refuse (when both targets "
                                            "can be met); 0.05 chosen on the tune splits of both dev corpora "
                                            "(users' questions are harder than probes: 0.1 refused 10-25 %)")
+    bootstrap: int = setting(25, lo=0, hi=1000,
+                             doc="average the model and its threshold over this many resamples of the probes "
+                                 "(0 or 1: one fit); steadies the threshold between refits")
     auto_refit_share: float | None = setting(0.2, lo=0.0, hi=1.0,
                                              doc="refit after an ingest that added, changed or removed more "
                                                  "than this share of the chunks (unset: never "

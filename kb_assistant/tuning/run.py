@@ -114,7 +114,7 @@ def _refit_gate(kb: Any, held_rows: set[int]) -> tuple[dict[str, Any] | None, di
                                   kb.indexes.sparse, n_probes=gcfg.probes, k=kb.config.query.k,
                                   seed=gcfg.seed, features=gcfg.features,
                                   target_unknown_recall=gcfg.target_unknown_recall,
-                                  max_false_unknown=gcfg.max_false_unknown)
+                                  max_false_unknown=gcfg.max_false_unknown, bootstrap=gcfg.bootstrap)
     except KBError as exc:
         return None, {"skipped": str(exc)}
     report["held_out_chunks_excluded"] = len(held_rows)
