@@ -329,13 +329,11 @@ class KnowledgeBase:
         """Fit this knowledge base's unknown gate on probe questions it generates about itself (no
         labelled data; :mod:`kb_assistant.gate`) and store it in ``config.toml`` ``[gate] fitted``.
         ``overrides``: any ``[gate]`` setting for this fit (probes, seed, targets...). Returns the report."""
-        from .gate import fit_gate
+        from .gate import fit_gate, fit_options
 
         cfg = self.config.gate.replace(**overrides) if overrides else self.config.gate
         models, report = fit_gate(lambda q, k: self.search(q, k), self.docstore, self.indexes.sparse,
-                                  n_probes=cfg.probes, k=self.config.query.k, seed=cfg.seed,
-                                  features=cfg.features, target_unknown_recall=cfg.target_unknown_recall,
-                                  max_false_unknown=cfg.max_false_unknown, bootstrap=cfg.bootstrap)
+                                  **fit_options(cfg, self.config.query.k))
         fitted = {"models": {lang: m.to_dict() for lang, m in models.items()}, "report": report}
         self.update_config({"gate": {**overrides, "fitted": fitted}})
         return report

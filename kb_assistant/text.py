@@ -170,8 +170,7 @@ def unwrap_lines(text: str) -> str:
     the text's width (its 90th-percentile line width, at most ``_WRAP_MAX`` columns: paragraphs of HTML or
     Markdown run wider and keep every break), with no end mark, followed by one that goes on (anything
     but a list item, a numbered heading, a table row or a capitals heading; Han after Han is joined without
-    a space). Blank lines, list items,
-    headings, short lines keep their breaks."""
+    a space). Blank lines, list items, headings, short lines keep their breaks."""
     if "\n" not in (text or ""):
         return text or ""
     lines = text.split("\n")
@@ -183,8 +182,7 @@ def unwrap_lines(text: str) -> str:
     out = [lines[0]]
     for line in lines[1:]:
         prev, nxt = out[-1].rstrip(), line.lstrip()
-        last = prev.rsplit("\n", 1)[-1]
-        if _width(last) >= full and _continues(last, nxt):
+        if _width(prev) >= full and _continues(prev, nxt):
             han = bool(HAN_RUN_RE.match(nxt[:1])) and bool(HAN_RUN_RE.match(prev[-1:]))
             out[-1] = prev + ("" if han or prev.endswith("-") else " ") + nxt
         else:

@@ -187,6 +187,6 @@ def test_bagged_gate_is_deterministic_and_steadier_between_probe_samples(tmp_pat
         m = GateModel.fit(x, y, ["a", "b"])
         p = np.asarray([m.probability({"a": a, "b": b}) for a, b in x])
         single.append(best_threshold(p[y == 1].tolist(), p[y == 0].tolist(), **targets)[0])
-        bag.append(_bagged(x, y, ["a", "b"], 1.0, 25, random.Random(s), targets).threshold)
+        bag.append(_bagged(m, x, y, 1.0, 25, random.Random(s), targets).threshold)
     spread = [np.std(np.log(np.asarray(t) / (1 - np.asarray(t)))) for t in (single, bag)]
     assert spread[1] < spread[0]

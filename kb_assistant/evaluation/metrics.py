@@ -121,7 +121,7 @@ def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
     }
 
 
-def _gate_stats(threshold: float, pos: Sequence[float], neg: Sequence[float]) -> dict[str, float]:
+def gate_stats(threshold: float, pos: Sequence[float], neg: Sequence[float]) -> dict[str, float]:
     """Gate says "unknown" when the top score < threshold; pos = answerable, neg = unanswerable."""
     tp = sum(s < threshold for s in neg)  # unanswerable correctly refused
     fp = sum(s < threshold for s in pos)  # answerable wrongly refused
@@ -174,7 +174,7 @@ def best_threshold(
     candidates = [values[0] - eps]
     candidates += [(a + b) / 2 for a, b in itertools.pairwise(values)]
     candidates.append(values[-1] + eps)
-    points = [_gate_stats(t, pos, neg) for t in candidates]
+    points = [gate_stats(t, pos, neg) for t in candidates]
 
     def key(pt: dict[str, float]) -> tuple[float, float, float]:
         return (round(pt["balanced_accuracy"], 12), pt["unknown_recall"], -pt["threshold"])

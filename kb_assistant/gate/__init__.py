@@ -88,39 +88,47 @@ def make_probes(docstore: Any, stats: Any, n: int, seed: int = 0) -> list[Probe]
     return out
 
 
-def _bagged(x: np.ndarray, y: np.ndarray, features: Sequence[str], l2: float, n: int, rng: random.Random,
+def _bagged(base: GateModel, x: np.ndarray, y: np.ndarray, l2: float, n: int, rng: random.Random,
             targets: dict[str, float]) -> GateModel:
-    """The average of ``n`` models fitted on stratified resamples of the probes (standardised with the
-    full set's mean and scale), each with the threshold its resample chooses."""
+    """The average of ``n`` models fitted on stratified resamples of the probes (standardised with
+    ``base``'s mean and scale, ``base`` fitted on them all), each with the threshold its resample chooses."""
     from ..evaluation.metrics import best_threshold
 
-    base = GateModel.fit(x, y, features, l2=l2)
+    xs = (x - np.asarray(base.mean)) / np.asarray(base.scale)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     weights, biases, logits = [], [], []
     for _ in range(n):
         take = np.concatenate([np.asarray([rng.choice(pos) for _ in pos]),
                                np.asarray([rng.choice(neg) for _ in neg])])
-        w = fit_logistic((x[take] - np.asarray(base.mean)) / np.asarray(base.scale), y[take], l2=l2)
-        m = GateModel(list(features), base.mean, base.scale, w[1:].tolist(), float(w[0]), 0.5)
-        z = m.bias + ((x[take] - np.asarray(m.mean)) / np.asarray(m.scale)) @ np.asarray(m.weights)
-        probs = 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        w = fit_logistic(xs[take], y[take], l2=l2)
+        probs = 1.0 / (1.0 + np.exp(-np.clip(w[0] + xs[take] @ w[1:], -50, 50)))
         t, _ = best_threshold(probs[y[take] == 1].tolist(), probs[y[take] == 0].tolist(), **targets)
         t = min(max(t, 1e-6), 1 - 1e-6)
         weights.append(w[1:])
         biases.append(w[0])
         logits.append(np.log(t / (1 - t)))
     threshold = float(1.0 / (1.0 + np.exp(-np.mean(logits))))
-    return GateModel(list(features), base.mean, base.scale, np.mean(weights, axis=0).tolist(),
+    return GateModel(list(base.features), base.mean, base.scale, np.mean(weights, axis=0).tolist(),
                      float(np.mean(biases)), threshold)
 
 
 def _rates_at(threshold: float, pos: np.ndarray, neg: np.ndarray, st: dict[str, Any]) -> dict[str, Any]:
-    unknown_recall = float(np.mean(neg < threshold))
-    answer_recall = float(np.mean(pos >= threshold))
-    met = unknown_recall >= st["target_unknown_recall"] - 1e-12 and (
-        st["max_false_unknown"] is None or 1 - answer_recall <= st["max_false_unknown"] + 1e-12)
-    return {"threshold": threshold, "unknown_recall": unknown_recall, "answer_recall": answer_recall,
-            "targets_met": met}
+    """``st`` (a :func:`best_threshold` result) moved to ``threshold``: its rates there, and whether the
+    targets it was chosen for hold."""
+    from ..evaluation.metrics import gate_stats
+
+    pt = gate_stats(threshold, pos.tolist(), neg.tolist())
+    met = pt["unknown_recall"] >= st["target_unknown_recall"] - 1e-12 and (
+        st["max_false_unknown"] is None or 1 - pt["answer_recall"] <= st["max_false_unknown"] + 1e-12)
+    return {**pt, "targets_met": met}
+
+
+def fit_options(cfg: Any, k: int) -> dict[str, Any]:
+    """The :func:`fit_gate` keyword arguments of a ``[gate]`` config (``GateConfig``) and the query's ``k``:
+    what ``KnowledgeBase.calibrate_gate`` and ``kb tune`` fit with."""
+    return {"n_probes": cfg.probes, "k": k, "seed": cfg.seed, "features": cfg.features,
+            "target_unknown_recall": cfg.target_unknown_recall, "max_false_unknown": cfg.max_false_unknown,
+            "bootstrap": cfg.bootstrap}
 
 
 def fit_gate(search_fn: SearchFn, docstore: Any, stats: Any, *, n_probes: int = 200, k: int = 5,
@@ -151,7 +159,7 @@ def fit_gate(search_fn: SearchFn, docstore: Any, stats: Any, *, n_probes: int = 
         targets = {"target_unknown_recall": target_unknown_recall, "max_false_unknown": max_false_unknown}
         model = GateModel.fit(x, y, features, l2=l2)
         if bootstrap > 1:
-            model = _bagged(x, y, features, l2, bootstrap, random.Random(seed), targets)
+            model = _bagged(model, x, y, l2, bootstrap, random.Random(seed), targets)
         probs = np.asarray([model.probability(rows[i]) for i in idx])
         threshold, st = best_threshold(probs[y == 1].tolist(), probs[y == 0].tolist(), **targets)
         if bootstrap > 1:  # the averaged threshold; the rates reported at it

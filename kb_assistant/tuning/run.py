@@ -105,16 +105,12 @@ def _gate_skipped(kb: Any, cfg: TuneConfig) -> str | None:
 def _refit_gate(kb: Any, held_rows: set[int]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """The knowledge base's unknown gate fitted (with its ``[gate]`` settings, as
     ``KnowledgeBase.calibrate_gate`` does) on probes from the training chunks only; not saved."""
-    from ..gate import fit_gate
+    from ..gate import fit_gate, fit_options
     from .heldout import TrainingChunks
 
-    gcfg = kb.config.gate
     try:
         models, report = fit_gate(lambda q, k: kb.search(q, k), TrainingChunks(kb.docstore, held_rows),
-                                  kb.indexes.sparse, n_probes=gcfg.probes, k=kb.config.query.k,
-                                  seed=gcfg.seed, features=gcfg.features,
-                                  target_unknown_recall=gcfg.target_unknown_recall,
-                                  max_false_unknown=gcfg.max_false_unknown, bootstrap=gcfg.bootstrap)
+                                  kb.indexes.sparse, **fit_options(kb.config.gate, kb.config.query.k))
     except KBError as exc:
         return None, {"skipped": str(exc)}
     report["held_out_chunks_excluded"] = len(held_rows)
