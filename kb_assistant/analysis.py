@@ -31,7 +31,9 @@ _TOKEN = re.compile(
 _PART_SPLIT = re.compile(rf"{_SEP}+|_")
 
 
-def _fold_plural(word: str) -> str:
+def fold_plural(word: str) -> str:
+    """``packages`` -> ``package``, ``libraries`` -> ``library``: plain ASCII words of five letters or more
+    (never ``ss``/``us``/``is`` endings: ``class``, ``status``, ``analysis``)."""
     if len(word) > 4 and word.isalpha() and word.isascii():
         if word.endswith("ies"):
             return word[:-3] + "y"
@@ -50,9 +52,9 @@ def _word_tokens(token: str, out: list[str]) -> None:
         out.append(token)
         for part in parts:
             if part not in SEARCH_STOPWORDS_EN:
-                out.append(_fold_plural(part))
+                out.append(fold_plural(part))
     elif token not in SEARCH_STOPWORDS_EN:
-        out.append(_fold_plural(token))
+        out.append(fold_plural(token))
 
 
 def _cjk_tokens(run: str, out: list[str]) -> None:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .analysis import fold_plural
 from .text import CITATION_RE, detect_lang, split_sentences, terms
 
 logger = logging.getLogger(__name__)
@@ -171,24 +172,26 @@ def select_evidence(
     :func:`is_instruction`). With ``scorer`` and ``dense_weight`` > 0 the term part weighs
     ``1 - dense_weight`` and the sentence's similarity to the question (relative to the best
     candidate's) ``dense_weight`` (none for sentences not in ``lang`` when a sentence in ``lang`` is
-    near-equal to the best: :data:`NEAR_EQUAL`), and sentences without a question term stay
-    candidates; without, such sentences are dropped, and when nothing
-    overlaps the first usable sentence of the top passage is returned.
+    near-equal to the best: :data:`NEAR_EQUAL`); a sentence not in ``lang``, which cannot share the
+    question's words, matches by that similarity alone when it is higher. Sentences without a question
+    term stay candidates; without a scorer, such sentences are dropped, and when nothing
+    overlaps the first usable sentence of the top passage is returned. English plurals are folded
+    (``files`` matches ``file``).
     """
-    q_terms = set(terms(question))
+    q_terms = _match_terms(question)
     candidates: list[tuple[int, int, str, set[str]]] = []
     for p_idx, passage in enumerate(passages):
         for s_idx, sent in enumerate(split_sentences(passage)):
             if len(CITATION_RE.sub("", sent).strip()) < 2 or is_furniture(sent) or is_instruction(sent):
                 continue
-            candidates.append((p_idx, s_idx, sent, set(terms(sent))))
+            candidates.append((p_idx, s_idx, sent, _match_terms(sent)))
     if not candidates:
         return []
     n = len(candidates)
     df: Counter[str] = Counter()
     for *_, sent_terms in candidates:
         df.update(sent_terms & q_terms)
-    focus_terms = set(terms(focus)) if focus else set()
+    focus_terms = _match_terms(focus) if focus else set()
     idf = {t: (math.log(1.0 + n / (1.0 + df[t])) + 0.1) * (focus_weight if t in focus_terms else 1.0)
            for t in q_terms}
     total = sum(idf.values()) or 1.0
@@ -209,8 +212,10 @@ def select_evidence(
         # mild length prior: very short fragments ("Yes.") are rarely an answer
         length_factor = min(1.0, 0.5 + len(sent) / 80.0)
         match = overlap if dense is None else (1 - dense_weight) * overlap + dense_weight * dense[i]
-        score = match * length_factor + rank_weight / (1 + p_idx)
         s_lang = langs[i]
+        if dense is not None and lang is not None and s_lang != lang:
+            match = max(match, dense[i])  # shares no word with the question by construction: meaning alone
+        score = match * length_factor + rank_weight / (1 + p_idx)
         if lang is not None and s_lang != lang:
             score *= other_lang_factor
         scored.append(Evidence(sent, p_idx, round(score, 4), s_idx, round(overlap, 4), s_lang))
@@ -231,6 +236,12 @@ def select_evidence(
         if len(out) >= max_sentences:
             break
     return out
+
+
+def _match_terms(text: str) -> set[str]:
+    """The terms by which a sentence matches a question: :func:`~kb_assistant.text.terms`, English plurals
+    folded as the keyword index folds them (``packages`` matches ``package``)."""
+    return {fold_plural(t) for t in terms(text)}
 
 
 def _relative_similarity(scorer: SentenceScorer | None, question: str,

@@ -71,6 +71,31 @@ def test_dense_part_keeps_the_question_language():
     assert ev[0].text == "员工每年享有二十五天带薪年假。"
 
 
+def test_other_language_sentence_competes_on_meaning_not_on_the_words_it_cannot_share():
+    # an English question whose answer is only in Chinese: a better-ranked English passage shares its
+    # generic words (the product's name) without answering; the Chinese sentence is by far the closest
+    passages = ["Debian Edu server setups differ from plain Debian in several ways.",
+                "避免创建非常大的分区，因为在其上运行文件系统检查需要很长时间。"]
+
+    def scorer(question, sentences):
+        return [0.95 if "分区" in s else 0.6 for s in sentences]
+
+    ev = select_evidence("Why should I avoid one huge partition on a Debian Edu server?", passages,
+                         scorer=scorer, dense_weight=0.7, lang="en")
+    assert ev[0].text.startswith("避免创建非常大的分区")
+    assert ev[0].overlap == 0.0 and ev[1].text.startswith("Debian Edu server")
+    # the same sentences in the asker's language keep their term part: the word-sharing one still wins a tie
+    ev = select_evidence("Why should I avoid one huge partition on a Debian Edu server?", passages,
+                         scorer=lambda q, s: [0.9] * len(s), dense_weight=0.7, lang="en")
+    assert ev[0].text.startswith("Debian Edu server")
+
+
+def test_plurals_match_their_singular():
+    passages = ["The cafeteria opens at noon. Each package ships one configuration file."]
+    ev = select_evidence("Which files do packages ship?", passages)
+    assert ev[0].text.startswith("Each package ships") and ev[0].overlap == 1.0
+
+
 def test_failing_scorer_falls_back_to_terms(caplog):
     def broken(question, sentences):
         raise RuntimeError("model file missing")
@@ -154,3 +179,57 @@ def test_english_question_over_chinese_page_quotes_the_fact(tmp_path):
         assert "提前两周" in lexical.ask(question, use_cache=False).text  # terms alone: the first sentence
     finally:
         kb.close()
+
+
+class _Draft:
+    """A generator writing one fixed draft (word by word when streamed)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def generate(self, messages, config) -> str:
+        return self.text
+
+    def stream(self, messages, config):
+        for word in self.text.split(" "):
+            yield word + " "
+
+
+def test_a_draft_that_does_not_state_what_the_quote_states_gives_way_to_the_quote():
+    # the prompt's evidence (terms alone) is the English passage that shares the question's words; the quote's
+    # (meaning too) is the Chinese sentence holding the fact. A draft recombining the English passage's words
+    # passes the support check but says nothing of the quoted fact: the marked Chinese quote is the answer
+    hits = [Hit(text="Remote desktop sessions on the thin client use the Xfce desktop by default.", score=0.9,
+                source="/docs/en.txt", page=None, chunk_id="c0"),
+            Hit(text="默认安装 freerdp-x11，它能够使用 RDP 和 VNC 协议。", score=0.8, source="/docs/zh.txt",
+                page=None, chunk_id="c1")]
+
+    def scorer(question, sentences):
+        return [0.95 if "freerdp" in s else 0.5 for s in sentences]
+
+    question = "Which remote desktop client is installed by default?"
+    draft = "The thin client uses the Xfce desktop sessions by default. [1]"
+    for agreement, mode in ((0.0, "generated"), (0.5, "extractive")):
+        cfg = QueryConfig(unknown_threshold=0.0, answer_mode="generate", draft_quote_agreement=agreement,
+                          extractive_sentences=1, extractive_chars=0)
+        engine = QueryEngine(lambda q, k, groups=None: hits, lambda: _Draft(draft), cfg,
+                             sentence_scorer=scorer)
+        for answer in (engine.ask(question, use_cache=False), _streamed(engine, question)):
+            assert answer.mode == mode, (agreement, answer.text)
+            if mode == "extractive":
+                assert "freerdp-x11" in answer.text and answer.text.startswith("(quoted from a Chinese")
+    # a draft that states the quoted fact is kept
+    english = [Hit(text="The remote desktop client freerdp-x11 is installed by default and speaks RDP and "
+                        "VNC. Sessions use the Xfce desktop.", score=0.9, source="/docs/en.txt", page=None,
+                   chunk_id="c2")]
+    cfg = QueryConfig(unknown_threshold=0.0, answer_mode="generate", extractive_sentences=1)
+    good = "The freerdp-x11 client is installed by default and speaks RDP and VNC. [1]"
+    engine = QueryEngine(lambda q, k, groups=None: english, lambda: _Draft(good), cfg, sentence_scorer=scorer)
+    assert engine.ask(question, use_cache=False).mode == "generated"
+    assert _streamed(engine, question).mode == "generated"
+
+
+def _streamed(engine, question):
+    stream = engine.ask_stream(question, use_cache=False)
+    "".join(stream)
+    return stream.answer

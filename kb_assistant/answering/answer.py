@@ -65,6 +65,7 @@ class Prepared:
         self.gen_config: GenerationConfig | None = None
         self.cache_key: tuple[Any, ...] | None = None
         self.confidence = 0.0
+        self.quote_ctx: Any = None  # the evidence a quoted answer would use (chosen by meaning too)
 
 
 class Steps(Protocol):

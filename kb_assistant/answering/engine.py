@@ -226,12 +226,18 @@ class QueryEngine:
         """The extractive answer given instead of a draft that failed its checks (none of it shown): its
         sentences chosen as a quoted answer's are, with the embedder's similarity too (the prompt's
         evidence was chosen by terms alone)."""
-        ctx = self._context(prep, dense=True) if prep.hits else None
+        ctx = self._quote_context(prep)
         if ctx is None:
             return self._extractive(prep, support)
         quoted = copy.copy(prep)
         self._use(quoted, ctx)
         return self._extractive(quoted, support)
+
+    def _quote_context(self, prep: Prepared) -> PromptContext | None:
+        """The evidence a quoted answer of ``prep`` is made of (computed once)."""
+        if prep.quote_ctx is None and prep.hits:
+            prep.quote_ctx = self._context(prep, dense=True)
+        return prep.quote_ctx
 
     def _gate(self, query: str, hits: list[Hit]) -> tuple[bool, float]:
         """The unknown gate: the knowledge base's fitted gate when it has one, else the top hit's
@@ -381,7 +387,14 @@ class QueryEngine:
         if not new:
             return True
         evidence = [ev.text for ev in prep.evidence]
-        return support_score(" ".join(new), evidence) >= self.config.support_threshold
+        if support_score(" ".join(new), evidence) < self.config.support_threshold:
+            return False
+        agreement = self.config.draft_quote_agreement
+        ctx = self._quote_context(prep) if agreement else None
+        if ctx is None:
+            return True
+        quoted = [ev.text for ev in ctx.evidence[: self.config.extractive_sentences]]
+        return support_score(" ".join(new), quoted) >= agreement
 
     def grounding(self, prep: Prepared, text: str, question: str = "") -> Grounding:
         """:func:`kb_assistant.evidence.grounding` of ``text`` against this question's evidence."""
