@@ -209,7 +209,7 @@ def test_a_draft_that_does_not_state_what_the_quote_states_gives_way_to_the_quot
 
     question = "Which remote desktop client is installed by default?"
     draft = "The thin client uses the Xfce desktop sessions by default. [1]"
-    for agreement, mode in ((0.0, "generated"), (0.5, "extractive")):
+    for agreement, mode in ((0.0, "generated"), (0.5, "extractive")):  # the default is 0 (off)
         cfg = QueryConfig(unknown_threshold=0.0, answer_mode="generate", draft_quote_agreement=agreement,
                           extractive_sentences=1, extractive_chars=0)
         engine = QueryEngine(lambda q, k, groups=None: hits, lambda: _Draft(draft), cfg,
@@ -222,7 +222,8 @@ def test_a_draft_that_does_not_state_what_the_quote_states_gives_way_to_the_quot
     english = [Hit(text="The remote desktop client freerdp-x11 is installed by default and speaks RDP and "
                         "VNC. Sessions use the Xfce desktop.", score=0.9, source="/docs/en.txt", page=None,
                    chunk_id="c2")]
-    cfg = QueryConfig(unknown_threshold=0.0, answer_mode="generate", extractive_sentences=1)
+    cfg = QueryConfig(unknown_threshold=0.0, answer_mode="generate", extractive_sentences=1,
+                      draft_quote_agreement=0.5)
     good = "The freerdp-x11 client is installed by default and speaks RDP and VNC. [1]"
     engine = QueryEngine(lambda q, k, groups=None: english, lambda: _Draft(good), cfg, sentence_scorer=scorer)
     assert engine.ask(question, use_cache=False).mode == "generated"
