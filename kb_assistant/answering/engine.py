@@ -1,19 +1,12 @@
 """Question -> answer: retrieve, gate, extract evidence, generate, check support, cite.
 
-Flow of ``QueryEngine.ask``:
-
-1. safety: a question with a sensitive word is refused (fixed text, nothing else runs);
-2. cache: an LRU keyed by (normalised question, params, kb_version); any version change empties it;
-3. retrieve ``k`` hits; **unknown gate** (the fitted gate, else ``unknown_threshold``): the unknown
-   template, and the generator is never created nor called;
-4. evidence: the best sentences of the hits (``prompts.select_context``, by question terms) form the
-   numbered passages [1]..[n] of a short prompt;
-5. generate (``answer_mode="generate"``, or ``"auto"`` for a language in ``generate_langs``) and
-   **post-check** (support, invented details, echo: ``evidence.grounding``); a failed draft gives way
-   to the extractive answer (``mode="extractive"``), whose sentences are chosen with the embedder's
-   similarity too (``evidence_dense_weight``), as for languages the generator does not write;
-6. citations: valid ``[n]`` markers map to hits (``Answer.citations``); an answer without one gets
-   the number of its best-matching evidence sentence.
+``QueryEngine.ask``: (1) safety: a question with a sensitive word is refused; (2) cache: an LRU keyed by
+(normalised question, params, kb_version); (3) retrieve ``k`` hits; the **unknown gate** (fitted, else
+``unknown_threshold``) gives the unknown template and the generator is never called; (4) evidence: the
+best sentences of the hits by question terms (``prompts.select_context``) form the passages [1]..[n] of a
+short prompt; (5) generate (``answer_mode``, ``generate_langs``) and **post-check** (``evidence.grounding``,
+``draft_quote_agreement``): a failed draft gives way to the extractive answer, whose sentences are chosen
+by the embedder's similarity too (``evidence_dense_weight``); (6) citations: ``[n]`` markers map to hits.
 """
 
 from __future__ import annotations
@@ -69,8 +62,7 @@ class QueryEngine:
     ``generator_factory`` is called (once) only when a question passes the gate and needs generation.
     ``version_fn`` (e.g. ``lambda: kb.version``) keys the answer cache; ``ask(kb_version=...)`` overrides.
     ``generation``: default decoding parameters (``GenerationConfig`` fields) under the ask() params.
-    ``sentence_scorer``: embedding similarity of the evidence sentences of answers given without the
-    generator, when ``config.evidence_dense_weight`` > 0 (:func:`kb_assistant.evidence.embedding_scorer`).
+    ``sentence_scorer``: similarity of quoted sentences (:func:`kb_assistant.evidence.embedding_scorer`).
     """
 
     def __init__(self, search_fn: SearchFn, generator_factory: Callable[[], Any] | None = None,
@@ -233,10 +225,8 @@ class QueryEngine:
         self._use(quoted, ctx)
         return self._extractive(quoted, support)
 
-    def _quote_context(self, prep: Prepared) -> PromptContext | None:
-        """The evidence a quoted answer of ``prep`` is made of (computed once)."""
-        if prep.quote_ctx is None and prep.hits:
-            prep.quote_ctx = self._context(prep, dense=True)
+    def _quote_context(self, prep: Prepared) -> PromptContext | None:  # what a quote is made of, once
+        prep.quote_ctx = prep.quote_ctx or (self._context(prep, dense=True) if prep.hits else None)
         return prep.quote_ctx
 
     def _gate(self, query: str, hits: list[Hit]) -> tuple[bool, float]:
@@ -387,14 +377,11 @@ class QueryEngine:
         if not new:
             return True
         evidence = [ev.text for ev in prep.evidence]
-        if support_score(" ".join(new), evidence) < self.config.support_threshold:
-            return False
-        agreement = self.config.draft_quote_agreement
-        ctx = self._quote_context(prep) if agreement else None
-        if ctx is None:
-            return True
-        quoted = [ev.text for ev in ctx.evidence[: self.config.extractive_sentences]]
-        return support_score(" ".join(new), quoted) >= agreement
+        ctx = self._quote_context(prep) if self.config.draft_quote_agreement else None
+        quoted = [ev.text for ev in ctx.evidence[: self.config.extractive_sentences]] if ctx else evidence
+        added = " ".join(new)  # in the evidence, and (draft_quote_agreement) in what the quote would show
+        return (support_score(added, evidence) >= self.config.support_threshold
+                and support_score(added, quoted) >= self.config.draft_quote_agreement)
 
     def grounding(self, prep: Prepared, text: str, question: str = "") -> Grounding:
         """:func:`kb_assistant.evidence.grounding` of ``text`` against this question's evidence."""
