@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import GenerationConfig, QueryConfig
 from ..evidence import Evidence, Grounding
 from ..types import Hit
+
+if TYPE_CHECKING:
+    from ..prompts import PromptContext
 
 
 @dataclass
@@ -65,7 +68,7 @@ class Prepared:
         self.gen_config: GenerationConfig | None = None
         self.cache_key: tuple[Any, ...] | None = None
         self.confidence = 0.0
-        self.quote_ctx: Any = None  # the evidence a quoted answer would use (chosen by meaning too)
+        self.quote_ctx: PromptContext | None = None  # the evidence a quote would use (meaning too)
 
 
 class Steps(Protocol):

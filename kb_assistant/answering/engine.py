@@ -215,9 +215,8 @@ class QueryEngine:
         prep.evidence, prep.ev_number = ctx.evidence, ctx.ev_number
 
     def _quote(self, prep: Prepared, support: float = 0.0) -> Answer:
-        """The extractive answer given instead of a draft that failed its checks (none of it shown): its
-        sentences chosen as a quoted answer's are, with the embedder's similarity too (the prompt's
-        evidence was chosen by terms alone)."""
+        """The extractive answer given instead of a draft that failed its checks (none of it shown), its
+        sentences chosen by the embedder's similarity too (the prompt's were chosen by terms alone)."""
         ctx = self._quote_context(prep)
         if ctx is None:
             return self._extractive(prep, support)
@@ -226,7 +225,8 @@ class QueryEngine:
         return self._extractive(quoted, support)
 
     def _quote_context(self, prep: Prepared) -> PromptContext | None:  # what a quote is made of, once
-        prep.quote_ctx = prep.quote_ctx or (self._context(prep, dense=True) if prep.hits else None)
+        if prep.quote_ctx is None and prep.hits:
+            prep.quote_ctx = self._context(prep, dense=True)
         return prep.quote_ctx
 
     def _gate(self, query: str, hits: list[Hit]) -> tuple[bool, float]:
@@ -362,11 +362,9 @@ class QueryEngine:
         return truncate_sentences(text, cfg.max_sentences)
 
     def _first_words_ok(self, prep: Prepared, text: str) -> bool | None:
-        """None until the first sentence or ``stream_check_terms`` content words that the question does
-        not hold are there; then whether they are supported by the evidence (False: the generation
-        drifted, stop it). The words that only restate the question ("To configure the network, ...")
-        are evidence terms too, so they are not what the check weighs: the new words must be in the
-        evidence as the whole answer's must (``support_threshold``), with no invented detail."""
+        """None until the first sentence or ``stream_check_terms`` words the question lacks are there; then
+        whether those new words (a restated question is evidence terms too) are grounded: in the evidence
+        (``support_threshold``), no invented detail, in what a quote would show (draft_quote_agreement)."""
         first = truncate_sentences(text, 1)
         q_terms = set(terms(prep.query))
         new = [t for t in terms(first) if t not in q_terms]
@@ -377,11 +375,13 @@ class QueryEngine:
         if not new:
             return True
         evidence = [ev.text for ev in prep.evidence]
-        ctx = self._quote_context(prep) if self.config.draft_quote_agreement else None
+        added = " ".join(new)
+        if support_score(added, evidence) < self.config.support_threshold:
+            return False
+        agreement = self.config.draft_quote_agreement
+        ctx = self._quote_context(prep) if agreement else None
         quoted = [ev.text for ev in ctx.evidence[: self.config.extractive_sentences]] if ctx else evidence
-        added = " ".join(new)  # in the evidence, and (draft_quote_agreement) in what the quote would show
-        return (support_score(added, evidence) >= self.config.support_threshold
-                and support_score(added, quoted) >= self.config.draft_quote_agreement)
+        return not agreement or support_score(added, quoted) >= agreement
 
     def grounding(self, prep: Prepared, text: str, question: str = "") -> Grounding:
         """:func:`kb_assistant.evidence.grounding` of ``text`` against this question's evidence."""
