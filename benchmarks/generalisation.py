@@ -17,8 +17,10 @@ ingested (no labelled data); ``--cross`` also measures each corpus with the *oth
 Per corpus and pipeline: unknown on unanswerable, false unknown on answerable, answers holding the
 expected facts (every answer keyword; for English questions about Chinese-only text the English
 keywords, or the Chinese ones when the answer is a marked Chinese quote), cited passage holds the
-evidence, answers in the question's language, recall@5 en / zh / en→zh, answer p50 / p95, first
-streamed token p50, the share of answers the generator wrote. Raw JSON: ``benchmarks/results/``.
+evidence (and, separately, counting the parallel page of the other language's book:
+``parallel_page_matches``), answers in the question's language, recall@5 en / zh / en→zh, answer
+p50 / p95, first streamed token p50, the share of answers the generator wrote. Raw JSON:
+``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -116,7 +118,7 @@ def _gate_info(kb: Any) -> dict[str, Any]:
 
 # ------------------------------------------------------------------ scoring (the parent)
 def score(items: list[Any], result: dict[str, Any]) -> dict[str, Any]:
-    from kb_assistant.evaluation.metrics import hit_matches
+    from kb_assistant.evaluation.metrics import hit_matches, parallel_page_matches
     from kb_assistant.evaluation.text_metrics import keyword_hit
     from kb_assistant.text import detect_lang
     from kb_assistant.types import Hit
@@ -133,6 +135,8 @@ def score(items: list[Any], result: dict[str, Any]) -> dict[str, Any]:
             bool(it.answer_keywords_zh) and keyword_hit(r["text"], it.answer_keywords_zh) == 1.0))
         rows.append({"kind": it.kind, "answerable": it.answerable, "unknown": r["unknown"], "facts": facts,
                      "cite_ok": any(hit_matches(h, it) for h in hits(r["cited"])), "mode": r["mode"],
+                     "cite_parallel": any(hit_matches(h, it) or parallel_page_matches(h, it)
+                                          for h in hits(r["cited"])),
                      "found@5": any(hit_matches(h, it) for h in hits(r["hits"])),
                      "total_ms": r["total_ms"], "first_ms": r["first_token_ms"],
                      "lang_ok": (r["unknown"] or detect_lang(r["text"]) == it.lang
@@ -154,6 +158,7 @@ def score(items: list[Any], result: dict[str, Any]) -> dict[str, Any]:
                 "false_unknown": rate(sum(x["unknown"] for x in ans), len(ans)),
                 "facts": rate(sum(x["facts"] for x in ans), len(ans)),
                 "cite_ok": rate(sum(x["cite_ok"] for x in answered), len(answered)),
+                "cite_ok_parallel": rate(sum(x["cite_parallel"] for x in answered), len(answered)),
                 "answer_lang_ok": rate(sum(x["lang_ok"] for x in sel), len(sel)),
                 "generated_share": rate(sum(x["mode"] == "generated" for x in answered), len(answered)),
                 "p50_ms": pct(total, 0.5), "p95_ms": pct(total, 0.95), "first_token_p50_ms": pct(first, 0.5)}
@@ -186,6 +191,8 @@ def main() -> int:
     ap.add_argument("--pipelines", default="baseline,current", help="which of them to run")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generalisation.json")
     ap.add_argument("--markdown", type=Path, metavar="JSON", help="print the docs tables of a result file")
+    ap.add_argument("--rescore", type=Path, metavar="JSON",
+                    help="score the stored answers of a result file again (with today's metrics) into --out")
     # child mode
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--corpus", help=argparse.SUPPRESS)
@@ -206,6 +213,15 @@ def main() -> int:
 
     from kb_assistant.evaluation.qa import load_qa
 
+    if args.rescore:
+        record = json.loads(args.rescore.read_text("utf-8"))
+        for name, res in record["results"].items():
+            if "records" in res:
+                res["scores"] = score(load_qa(CORPORA[name.split("/")[1].split()[0]]["qa"],
+                                              split=record["split"]), res)
+        args.out.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        print(markdown(record))
+        return 0
     pipelines = {"current": ROOT}
     if args.baseline:
         pipelines = {"baseline": args.baseline.resolve(), **pipelines}
@@ -267,12 +283,12 @@ def markdown(record: dict[str, Any]) -> str:
     out = [f"split: **{record['split']}**, started {record['started']}, load average before "
            f"{', '.join(f'{v:.1f}' for v in record['load_before'])}, after "
            f"{', '.join(f'{v:.1f}' for v in record.get('load_after', []))}", ""]
-    head = ("| run | group | n | unknown on unanswerable | false unknown | facts | cite-ok | language ok "
-            "| generated | p50 s | p95 s | 1st token p50 s |")
-    out += [head, "|" + "---|" * 12]
+    head = ("| run | group | n | unknown on unanswerable | false unknown | facts | cite-ok "
+            "| cite-ok, parallel page counts | language ok | generated | p50 s | p95 s | 1st token p50 s |")
+    out += [head, "|" + "---|" * 13]
     for name, res in record["results"].items():
         if "error" in res:
-            out.append(f"| {name} | error | | | | | | | | | | |")
+            out.append(f"| {name} | error | | | | | | | | | | | |")
             continue
         for group, sc in res["scores"].items():
             if group == "recall@5":
@@ -280,6 +296,7 @@ def markdown(record: dict[str, Any]) -> str:
             ms = [sc.get(k) for k in ("p50_ms", "p95_ms", "first_token_p50_ms")]
             out.append(f"| {name} | {group} | {sc['n']} | {_pct(sc['unknown_on_unanswerable'])} | "
                        f"{_pct(sc['false_unknown'])} | {_pct(sc['facts'])} | {_pct(sc['cite_ok'])} | "
+                       f"{_pct(sc.get('cite_ok_parallel'))} | "
                        f"{_pct(sc['answer_lang_ok'])} | {_pct(sc['generated_share'])} | "
                        + " | ".join("-" if v is None else f"{v / 1000:.2f}" for v in ms) + " |")
     out += ["", "| run | recall@5 en | zh | en→zh |", "|---|---|---|---|"]

@@ -19,6 +19,7 @@ from kb_assistant.evaluation import (
     first_relevant_rank,
     hit_matches,
     load_qa,
+    parallel_page_matches,
     percentile,
     retrieval_metrics,
 )
@@ -63,6 +64,21 @@ def test_hit_matches_evidence_ignores_whitespace_and_case():
     assert hit_matches(hit(text), it, mode="evidence")
     assert not hit_matches(hit(text), it, mode="source")
     assert not hit_matches(hit("cron runs jobs"), it)
+
+
+def test_the_same_page_of_the_other_language_book_is_a_parallel_page_not_a_match():
+    it = item(kind="cross", source="zh-CN/sect.ldap-directory.html", evidence="LDIF 文件")
+    twin = hit("An LDIF file is a portable text file", source="/kb/corpus/en-US/sect.ldap-directory.html")
+    assert not hit_matches(twin, it)  # the strict metric never counts it
+    assert parallel_page_matches(twin, it)
+    assert not parallel_page_matches(hit("x", source="/kb/corpus/zh-CN/sect.ldap-directory.html"), it)
+    assert not parallel_page_matches(hit("x", source="/kb/corpus/en-US/sect.apt-file.html"), it)
+    assert not parallel_page_matches(hit("x", source="sect.ldap-directory.html"), it)
+    # paged sources and bare file names have no parallel page
+    assert not parallel_page_matches(hit("x", source="/p/en/guide.pdf", page=3),
+                                     item(source="zh/guide.pdf", page=3))
+    assert not parallel_page_matches(hit("x", source="/p/en/guide.pdf"), item(source="guide.pdf"))
+    assert not parallel_page_matches(twin, unanswerable())
 
 
 def test_hit_matches_cjk_evidence_with_inline_spaces():

@@ -58,6 +58,23 @@ def hit_matches(hit: Hit, item: QAItem, mode: str = "any") -> bool:
     return False
 
 
+def parallel_page_matches(hit: Hit, item: QAItem) -> bool:
+    """Whether ``hit`` is ``item``'s page in another language's copy of the same book: the item's source
+    is ``<book dir>/<name>`` (one directory per language, as the handbook's ``en-US/`` and ``zh-CN/``)
+    and the hit's path ends with ``/<another dir>/<name>``. A knowledge base that holds both books
+    answers an English question from the English twin of a Chinese page, as it should; this says so
+    (:func:`hit_matches` does not count it). Never for paged sources (PDF translations do not share
+    page numbers) nor bare file names."""
+    if not item.answerable or not item.source or item.page is not None:
+        return False
+    want = item.source.replace("\\", "/").lstrip("/").split("/")
+    if len(want) < 2:
+        return False
+    got = hit.source.replace("\\", "/").removeprefix("file://").split("/")
+    return (len(got) >= len(want) and got[len(got) - len(want) + 1:] == want[1:]
+            and got[len(got) - len(want)] != want[0])
+
+
 def first_relevant_rank(hits: Sequence[Hit], item: QAItem, k: int = 10, mode: str = "any") -> int | None:
     """1-based rank of the first relevant hit among the top ``k``, or None."""
     for rank, hit in enumerate(hits[:k], start=1):
