@@ -10,7 +10,8 @@ For each pipeline (``baseline``: another checkout of kb-assistant given by ``--b
 this checkout) and each corpus (``handbook``: the Debian Administrator's Handbook, HTML, en-US + zh-CN,
 ``benchmarks/data/debian_qa.jsonl``; ``pdf``: the PDF manuals, ``benchmarks/data/pdf_qa.jsonl``) a
 subprocess builds (once, cached under ``benchmarks/.cache/gen-<pipeline>-<corpus>``) a knowledge base
-with the pipeline's defaults, then asks every question of the split (answer cache off, streamed) and
+with the pipeline's defaults (a reused one of the current pipeline gets today's ``[query]`` defaults, as a
+fresh build would), then asks every question of the split (answer cache off, streamed) and
 searches it (recall@5 per kind). The current pipeline's knowledge bases fit their own unknown gate when
 ingested (no labelled data); ``--cross`` also measures each corpus with the *other* corpus' fitted gate.
 
@@ -68,6 +69,11 @@ def child(args: argparse.Namespace) -> int:
     else:
         build = {"reused": True}
     overrides = json.loads(args.overrides)
+    if args.query_defaults and build.get("reused"):
+        # a knowledge base keeps the [query] settings of the day it was built; a fresh one has today's
+        from kb_assistant.config import KBConfig
+
+        overrides = {**overrides, "query": {**KBConfig().to_dict()["query"], **overrides.get("query", {})}}
     if args.gate_from:
         import tomllib
 
@@ -201,6 +207,7 @@ def main() -> int:
     ap.add_argument("--child-out", help=argparse.SUPPRESS)
     ap.add_argument("--gate-from", help=argparse.SUPPRESS)
     ap.add_argument("--overrides", default="{}", help=argparse.SUPPRESS)
+    ap.add_argument("--query-defaults", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         return child(args)
@@ -251,8 +258,8 @@ def main() -> int:
                "--threads", str(args.threads)]
         if gate_from:
             cmd += ["--gate-from", str(CACHE / f"gen-current-{gate_from}{args.tag}")]
-        if pipeline == "current" and overrides:
-            cmd += ["--overrides", json.dumps(overrides)]
+        if pipeline == "current":
+            cmd += ["--overrides", json.dumps(overrides), "--query-defaults"]
         env = dict(os.environ, PYTHONPATH=str(pipelines[pipeline]), HF_HUB_OFFLINE="1",
                    TRANSFORMERS_OFFLINE="1")
         t = time.perf_counter()

@@ -126,12 +126,20 @@ _INSTRUCTION_RE = re.compile("|".join(f"(?:{p})" for p in _INSTRUCTION_PATTERNS)
 
 
 def is_furniture(sentence: str) -> bool:
-    """A table-of-contents line, or a numbered heading (not a sentence a reader would quote)."""
+    """A table-of-contents line, a numbered heading (a FAQ's numbered question too: "12.5 How do I report
+    a bug?"), or a title in capitals ("HOW DO I REPORT A BUG IN DEBIAN?", a running title; "DO NOT UNPLUG IT." is a
+    sentence): not a sentence a reader would quote."""
     s = CITATION_RE.sub("", sentence).strip()
     if _TOC_RE.search(s):
         return True
-    words = len(s.split()) if detect_lang(s) == "en" else len(s) // 3
-    return bool(_HEADING_RE.match(s)) and words <= 12 and not _END_MARK_RE.search(s)
+    en = detect_lang(s) == "en"
+    words = len(s.split()) if en else len(s) // 3
+    if (en and 2 <= len(_WORD_RE.findall(s)) <= 12 and s.upper() == s
+            and (s.endswith("?") or not _END_MARK_RE.search(s))):  # a warning in capitals is kept
+        return True
+    if not _HEADING_RE.match(s):
+        return False
+    return (words <= 12 and not _END_MARK_RE.search(s)) or (words <= 20 and s.endswith(("?", "？")))
 
 
 def is_fragment(sentence: str) -> bool:

@@ -535,3 +535,21 @@ def test_a_widened_quote_never_reaches_back_across_a_heading():
         answer = engine.ask(question).text
         assert answer.startswith(first), answer
         assert not any(word in answer for word in never), answer
+
+
+def test_a_faq_question_heading_or_a_title_in_capitals_is_never_quoted():
+    hit = Hit("HOW DO I REPORT A BUG IN DEBIAN?\n12.5 How do I report a bug in Debian?\nIf you have found a "
+              "bug, please read the instructions first. You can use the package reportbug that will guide "
+              "you through the reporting process. DO NOT REPORT A BUG TWICE.", 0.9, "faq.pdf", 64, "c1")
+    engine = QueryEngine(lambda q, k, groups=None: [hit], None,
+                         QueryConfig(answer_mode="extractive", unknown_threshold=0.0, extractive_sentences=1,
+                                     extractive_chars=0))
+    answer = engine.ask("How do I report a bug in Debian?").text
+    assert "12.5" not in answer and "HOW DO I" not in answer, answer
+    from kb_assistant.evidence import is_furniture
+
+    assert is_furniture("3.1.5 Could you tell me whether to install stable, testing or unstable?")
+    assert is_furniture("INSTALLING DEBIAN") and is_furniture("HOW DO I REPORT A BUG IN DEBIAN?")
+    # sentences stay evidence: a warning in capitals, an unnumbered question, a numbered sentence
+    assert not is_furniture("DO NOT REPORT A BUG TWICE.") and not is_furniture("Is it safe to upgrade?")
+    assert not is_furniture("2. Run apt update before you upgrade the system.")
