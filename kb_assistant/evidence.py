@@ -127,8 +127,8 @@ _INSTRUCTION_RE = re.compile("|".join(f"(?:{p})" for p in _INSTRUCTION_PATTERNS)
 
 def is_furniture(sentence: str) -> bool:
     """A table-of-contents line, a numbered heading (a FAQ's numbered question too: "12.5 How do I report
-    a bug?"), or a title in capitals ("HOW DO I REPORT A BUG IN DEBIAN?", a running title; "DO NOT UNPLUG IT." is a
-    sentence): not a sentence a reader would quote."""
+    a bug?"), or a title in capitals ("HOW DO I REPORT A BUG IN DEBIAN?", a running title; "DO NOT UNPLUG
+    IT." is a sentence): not a sentence a reader would quote."""
     s = CITATION_RE.sub("", sentence).strip()
     if _TOC_RE.search(s):
         return True

@@ -234,3 +234,30 @@ def _streamed(engine, question):
     stream = engine.ask_stream(question, use_cache=False)
     "".join(stream)
     return stream.answer
+
+
+def test_an_english_question_whose_meaning_is_only_in_chinese_text_is_quoted_without_calling_the_generator():
+    hits = [Hit(text="Remote desktop sessions on the thin client use the Xfce desktop by default.", score=0.9,
+                source="/docs/en.txt", page=None, chunk_id="c0"),
+            Hit(text="默认安装 freerdp-x11，它能够使用 RDP 和 VNC 协议。", score=0.8, source="/docs/zh.txt",
+                page=None, chunk_id="c1")]
+    called = []
+
+    def factory():
+        called.append(1)
+        return _Draft("The thin client uses the Xfce desktop sessions by default. [1]")
+
+    def scorer(question, sentences):
+        return [0.95 if "freerdp" in s else 0.5 for s in sentences]
+
+    question = "Which remote desktop client is installed by default?"
+    cfg = QueryConfig(unknown_threshold=0.0, extractive_sentences=1, extractive_chars=0)  # answer_mode auto
+    engine = QueryEngine(lambda q, k, groups=None: hits, factory, cfg, sentence_scorer=scorer)
+    for answer in (engine.ask(question, use_cache=False), _streamed(engine, question)):
+        assert answer.mode == "extractive" and answer.text.startswith("(quoted from a Chinese document)")
+        assert "freerdp-x11" in answer.text and answer.citations[2].source == "/docs/zh.txt"
+    assert not called
+    # the generator is asked when the sentence the quote leads with is one it reads
+    engine = QueryEngine(lambda q, k, groups=None: hits, factory, cfg,
+                         sentence_scorer=lambda q, sentences: [0.95 if "Xfce" in s else 0.1 for s in sentences])
+    assert engine.ask(question, use_cache=False).mode == "generated" and called

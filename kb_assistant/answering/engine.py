@@ -70,14 +70,10 @@ class QueryEngine:
                  audit: AuditLog | None = None, version_fn: Callable[[], Any] | None = None,
                  generation: dict[str, Any] | None = None, gate: Gate | None = None,
                  sentence_scorer: SentenceScorer | None = None) -> None:
-        self.search_fn = search_fn
+        self.search_fn, self.generator_factory = search_fn, generator_factory
         self.sentence_scorer = sentence_scorer
-        self.generator_factory = generator_factory
         self.config = config or QueryConfig()
-        self.safety = safety
-        self.audit = audit
-        self.version_fn = version_fn
-        self.gate = gate
+        self.safety, self.audit, self.version_fn, self.gate = safety, audit, version_fn, gate
         self.generation = dict(generation or {})
         GenerationConfig.from_dict(self.generation)  # fail now on a bad value
         self._generator: Any = None
@@ -190,8 +186,8 @@ class QueryEngine:
                                  mode="unknown", lang=lang, question=question, query=query)
             return prep
         self._use(prep, ctx)
-        if extractive:
-            prep.answer = self._extractive(prep)
+        if extractive or (mode == "auto" and self._unreadable(prep)):
+            prep.answer = self._extractive(prep) if extractive else self._quote(prep)
             return prep
         counter = self.generator.count_tokens if hasattr(self.generator, "count_tokens") else None
         prep.messages, _ = ctx.messages(max_context_tokens=cfg.max_context_tokens, count_tokens=counter)
@@ -228,6 +224,12 @@ class QueryEngine:
         if prep.quote_ctx is None and prep.hits:
             prep.quote_ctx = self._context(prep, dense=True)
         return prep.quote_ctx
+
+    def _unreadable(self, prep: Prepared) -> bool:
+        """A quote leads with text the generator cannot read (not asked in, not in ``generate_langs``)."""
+        ctx = self._quote_context(prep)
+        best = ctx.evidence[0].lang if ctx is not None and ctx.evidence else prep.lang
+        return best not in (prep.lang, *self.config.generate_langs)
 
     def _gate(self, query: str, hits: list[Hit]) -> tuple[bool, float]:
         """The unknown gate: the knowledge base's fitted gate when it has one, else the top hit's
@@ -321,10 +323,8 @@ class QueryEngine:
         if not valid:
             a_terms = set(terms(text))
             scores = [len(a_terms & set(terms(ev.text))) for ev in prep.evidence]
-            best = max(range(len(scores)), key=lambda i: (scores[i], -i))
-            n = prep.ev_number[best]
-            valid = {n}
-            text = f"{text} [{n}]"
+            n = prep.ev_number[max(range(len(scores)), key=lambda i: (scores[i], -i))]
+            valid, text = {n}, f"{text} [{n}]"
         return text, {n: prep.sources[n - 1] for n in sorted(valid)}
 
     # ------------------------------------------------------------ public
