@@ -258,6 +258,8 @@ def test_an_english_question_whose_meaning_is_only_in_chinese_text_is_quoted_wit
         assert "freerdp-x11" in answer.text and answer.citations[2].source == "/docs/zh.txt"
     assert not called
     # the generator is asked when the sentence the quote leads with is one it reads
-    engine = QueryEngine(lambda q, k, groups=None: hits, factory, cfg,
-                         sentence_scorer=lambda q, sentences: [0.95 if "Xfce" in s else 0.1 for s in sentences])
+    def english(question, sentences):
+        return [0.95 if "Xfce" in s else 0.1 for s in sentences]
+
+    engine = QueryEngine(lambda q, k, groups=None: hits, factory, cfg, sentence_scorer=english)
     assert engine.ask(question, use_cache=False).mode == "generated" and called
