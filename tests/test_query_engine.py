@@ -121,7 +121,8 @@ def test_gate_passes_and_generated_answer_is_cited():
 
 
 def test_drifting_generation_falls_back_to_the_evidence_sentence():
-    engine, *_ = make_engine("There are 365 days in a year on planet Mars, mostly sunny.", extractive_chars=0)
+    engine, *_ = make_engine("There are 365 days in a year on planet Mars, mostly sunny.", extractive_chars=0,
+                             extractive_sentences=2)
     answer = engine.ask(LEAVE_Q)
     assert answer.mode == "extractive" and answer.supported
     # the two best evidence sentences (one passage: document order, one marker)
