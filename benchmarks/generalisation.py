@@ -137,12 +137,13 @@ def score(items: list[Any], result: dict[str, Any]) -> dict[str, Any]:
     rows = []
     for it in items:
         r = recs[it.id]
+        cited = hits(r["cited"])
+        cite_ok = any(hit_matches(h, it) for h in cited)
         facts = bool(it.answer_keywords) and (keyword_hit(r["text"], it.answer_keywords) == 1.0 or (
             bool(it.answer_keywords_zh) and keyword_hit(r["text"], it.answer_keywords_zh) == 1.0))
         rows.append({"kind": it.kind, "answerable": it.answerable, "unknown": r["unknown"], "facts": facts,
-                     "cite_ok": any(hit_matches(h, it) for h in hits(r["cited"])), "mode": r["mode"],
-                     "cite_parallel": any(hit_matches(h, it) or parallel_page_matches(h, it)
-                                          for h in hits(r["cited"])),
+                     "cite_ok": cite_ok, "mode": r["mode"],
+                     "cite_parallel": cite_ok or any(parallel_page_matches(h, it) for h in cited),
                      "found@5": any(hit_matches(h, it) for h in hits(r["hits"])),
                      "total_ms": r["total_ms"], "first_ms": r["first_token_ms"],
                      "lang_ok": (r["unknown"] or detect_lang(r["text"]) == it.lang

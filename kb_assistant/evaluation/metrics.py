@@ -31,10 +31,18 @@ def normalize_for_match(text: str) -> str:
     return "".join(unicodedata.normalize("NFKC", text).split()).casefold()
 
 
+def _hit_path(source: str) -> str:
+    """A hit's source path in the form it is compared in: ``/`` separators, no ``file://``."""
+    return source.replace("\\", "/").removeprefix("file://")
+
+
+def _item_path(source: str) -> str:
+    """A QA item's source path in the form it is compared in: ``/`` separators, relative."""
+    return source.replace("\\", "/").lstrip("/")
+
+
 def _source_matches(hit_source: str, item_source: str) -> bool:
-    hit = hit_source.replace("\\", "/")
-    want = item_source.replace("\\", "/").lstrip("/")
-    hit = hit.removeprefix("file://")
+    hit, want = _hit_path(hit_source), _item_path(item_source)
     return hit == want or hit.endswith("/" + want)
 
 
@@ -67,10 +75,10 @@ def parallel_page_matches(hit: Hit, item: QAItem) -> bool:
     page numbers) nor bare file names."""
     if not item.answerable or not item.source or item.page is not None:
         return False
-    want = item.source.replace("\\", "/").lstrip("/").split("/")
+    want = _item_path(item.source).split("/")
     if len(want) < 2:
         return False
-    got = hit.source.replace("\\", "/").removeprefix("file://").split("/")
+    got = _hit_path(hit.source).split("/")
     return (len(got) >= len(want) and got[len(got) - len(want) + 1:] == want[1:]
             and got[len(got) - len(want)] != want[0])
 
