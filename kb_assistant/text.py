@@ -159,6 +159,9 @@ _NEW_LINE_START_RE = re.compile(
 #: a page's text width, in display columns (a Han character counts two): wrapped lines are at least this
 #: share of the text's width, and a text whose lines run wider than ``_WRAP_MAX`` is not layout text
 _WRAP_FULL, _WRAP_MIN, _WRAP_MAX = 0.75, 40, 200
+# an English sentence broken in its middle: a lowercase word ends the line, another starts the next one
+_MID_SENTENCE_END_RE = re.compile(r"(?:^|\s)[a-z]+,?$")
+_MID_SENTENCE_START_RE = re.compile(r"[a-z]+(?:[\s,;:]|$)(?![^\n]{0,40}[\u4e00-\u9fff])")
 
 
 def _width(line: str) -> int:
@@ -170,19 +173,29 @@ def unwrap_lines(text: str) -> str:
     the text's width (its 90th-percentile line width, at most ``_WRAP_MAX`` columns: paragraphs of HTML or
     Markdown run wider and keep every break), with no end mark, followed by one that goes on (anything
     but a list item, a numbered heading, a table row or a capitals heading; Han after Han is joined without
-    a space). Blank lines, list items, headings, short lines keep their breaks."""
+    a space). Blank lines, list items, headings, short lines keep their breaks.
+
+    A few wider lines (a PDF line that ran into the next, a long URL) do not hide a page of wrapped lines:
+    when the 90th percentile runs wider than ``_WRAP_MAX``, the page width is the widest one at most
+    ``_WRAP_MAX`` that three lines or more fill (85 % of it or more), and only an English break in mid-
+    sentence (a lowercase word, then a line that goes on with one) is joined."""
     if "\n" not in (text or ""):
         return text or ""
     lines = text.split("\n")
     widths = sorted(_width(line.strip()) for line in lines if line.strip())
     page = widths[min(len(widths) - 1, int(0.9 * len(widths)))] if widths else 0
+    strict = page > _WRAP_MAX
+    if strict:
+        page = next((w for w in reversed(widths) if _WRAP_MIN <= w <= _WRAP_MAX
+                     and sum(0.85 * w <= x <= w for x in widths) >= 3), 0)
     if not _WRAP_MIN <= page <= _WRAP_MAX:
         return text
     full = max(_WRAP_MIN, _WRAP_FULL * page)
     out = [lines[0]]
     for line in lines[1:]:
         prev, nxt = out[-1].rstrip(), line.lstrip()
-        if _width(prev) >= full and _continues(prev, nxt):
+        if _width(prev) >= full and _continues(prev, nxt) and (
+                not strict or (_MID_SENTENCE_END_RE.search(prev) and _MID_SENTENCE_START_RE.match(nxt))):
             han = bool(HAN_RUN_RE.match(nxt[:1])) and bool(HAN_RUN_RE.match(prev[-1:]))
             out[-1] = prev + ("" if han or prev.endswith("-") else " ") + nxt
         else:

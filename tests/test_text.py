@@ -148,6 +148,46 @@ def test_split_sentences_joins_the_lines_that_only_wrap_a_pdf_sentence():
     assert joined in split_sentences(han)
 
 
+def test_a_few_wider_lines_do_not_hide_a_page_of_wrapped_lines():
+    # a manual set in a small font: ~130-column lines, one PDF line ran into the next (240 columns)
+    page = "\n".join([
+        "1.2 Programs needed for development",
+        "Before you start anything, you should make sure that you have properly installed some "
+        "additional packages needed for development. Note that the list does not contain any packages "
+        "marked essential or required - we expect that you have those",
+        "installed already.",
+        "The following packages come with the standard Debian installation, so you probably have them "
+        "already",
+        "(along with any additional packages they depend on). Still, you should check them with aptitude "
+        "show",
+        "package or with dpkg -s package. The most important package to install on your development "
+        "system is",
+        "the build-essential package. Once you try to install",
+        "that, it will pull in other packages required to have a basic build environment, as it should "
+        "do.", ""])
+    sentences = split_sentences(page)
+    assert "Once you try to install that, it will pull in other packages required to have a basic build " \
+           "environment, as it should do." in sentences
+    assert any(s.endswith("we expect that you have those installed already.") for s in sentences)
+    assert "1.2 Programs needed for development" in sentences  # the heading keeps its line
+    # in such a text only a break in mid-sentence is joined: code and Chinese after English stay apart
+    fill = " component" * 16
+    code = "\n".join([
+        "The sources are listed one per line in the file, and each of them names the url of the archive "
+        "and",
+        "the distribution. Every line gives its own components too, which the archive may or may not "
+        "carry",
+        "for every one of the architectures that it supports, so that apt knows where each package "
+        "lives.",
+        f"deb url distribution{fill} and some more of them here to fill the line up to the end",
+        f"deb-src url distribution{fill} and some more of them here to fill the line up to the end",
+        "The ldap modules are usually put before the others, so that they are asked first of all the",
+        "ldap 模块通常插在其它之前，这样会被首先询问。", ""])
+    unwrapped = unwrap_lines(code)
+    assert "\ndeb-src url" in unwrapped and "\nldap 模块" in unwrapped
+    assert "the url of the archive and the distribution." in unwrapped
+
+
 def test_unwrap_lines_keeps_the_breaks_of_html_and_markdown_text():
     html = ("Debian packages are built from a source package that holds the upstream tarball and the "
             "packaging in a debian directory, with a changelog and a control file describing the package, "
