@@ -209,7 +209,7 @@ def test_a_draft_that_does_not_state_what_the_quote_states_gives_way_to_the_quot
 
     question = "Which remote desktop client is installed by default?"
     draft = "The thin client uses the Xfce desktop sessions by default. [1]"
-    for agreement, mode in ((0.0, "generated"), (0.5, "extractive")):  # the default is 0 (off)
+    for agreement, mode in ((0.0, "generated"), (0.5, "extractive")):  # the default is 0.5 (0: off)
         cfg = QueryConfig(unknown_threshold=0.0, answer_mode="generate", draft_quote_agreement=agreement,
                           extractive_sentences=1, extractive_chars=0)
         engine = QueryEngine(lambda q, k, groups=None: hits, lambda: _Draft(draft), cfg,
