@@ -78,7 +78,7 @@ class QueryConfig(Settings):
                                                "an English question whose answer is only in Chinese text "
                                                "then gets the marked Chinese quote. 0.5 measured on the "
                                                "tune splits: PDF facts 54.9 -> 56.9 %, cite-ok 82.5 -> "
-                                               "85.0 %, the handbook unchanged")
+                                               "85.0 %, the HTML corpus unchanged")
     max_new_tokens: int = setting(48, lo=1, hi=4096, doc="generation budget of an answer")
     max_sentences: int | None = setting(1, lo=1, hi=100,
                                         doc="answers are cut after this many sentences (unset: no limit)")
