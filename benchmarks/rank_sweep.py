@@ -32,7 +32,11 @@ from generalisation import CACHE, CORPORA  # noqa: E402  (benchmarks/ on the pat
 
 
 def sweep(kb: Any, items: list[Any], variants: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from kb_assistant.evaluation.metrics import first_relevant_rank
+    from kb_assistant.evaluation.metrics import first_relevant_rank, retrieval_metrics
+
+    def rates(ranks: list[int | None]) -> dict[str, Any]:
+        return {k: round(v, 4) if isinstance(v, float) else v
+                for k, v in retrieval_metrics(ranks, ks=(1, 5), cutoff=10).items()}
 
     kb.search("warm-up question", k=5)
     rows = []
@@ -48,17 +52,10 @@ def sweep(kb: Any, items: list[Any], variants: list[dict[str, Any]]) -> list[dic
                 lang1.append(bool(hits) and (hits[0].metadata or {}).get("lang") == it.lang)
         every = [r for rs in ranks.values() for r in rs]
         rows.append({"variant": variant, "seconds": round(time.perf_counter() - t0, 1),
-                     "all": _rates(every), "lang_at_1": round(sum(lang1) / max(1, len(lang1)), 4),
-                     **{kind: _rates(rs) for kind, rs in sorted(ranks.items())}})
+                     "all": rates(every), "lang_at_1": round(sum(lang1) / max(1, len(lang1)), 4),
+                     **{kind: rates(rs) for kind, rs in sorted(ranks.items())}})
     kb.retriever.config = kb.config.retrieval
     return rows
-
-
-def _rates(ranks: list[int | None]) -> dict[str, float | int]:
-    n = max(1, len(ranks))
-    return {"n": len(ranks), "recall@1": round(sum(r == 1 for r in ranks) / n, 4),
-            "recall@5": round(sum(bool(r and r <= 5) for r in ranks) / n, 4),
-            "mrr@10": round(sum(1 / r for r in ranks if r) / n, 4)}
 
 
 def main() -> int:
