@@ -81,6 +81,21 @@ def test_features_see_absent_names_and_coverage(tmp_path):
     assert name_terms("Which port does the VPN use?", sparse) == ["vpn"]  # sentence-initial word is no name
 
 
+def test_xling_top_reads_the_cross_lingual_channel_and_is_zero_without_it(tmp_path):
+    """The best cross-lingual cosine among the hits, whatever their rank; a knowledge base without that
+    channel (no ``xling_score`` on its hits) gets 0, a constant its fitted gate gives no weight."""
+    store, sparse = _store(tmp_path)
+    question = "公司的远程接入服务器地址是什么？"
+    hits = _search(store, sparse)(question)
+    assert gate_features(question, hits, sparse)["xling_top"] == 0.0
+    for hit, x in zip(hits, (0.31, 0.62, 0.18, 0.4, 0.2), strict=False):
+        hit.metadata["xling_score"] = x
+    assert gate_features(question, hits, sparse)["xling_top"] == pytest.approx(0.62)
+    hits[0].metadata["xling_score"] = 1.7  # cosines of unnormalised vectors stay in [0, 1]
+    assert gate_features(question, hits, sparse)["xling_top"] == 1.0
+    assert "xling_top" in GateConfig().features
+
+
 def test_probes_are_deterministic_and_of_every_kind(tmp_path):
     store, sparse = _store(tmp_path)
     a = make_probes(store, sparse, 20, seed=3)

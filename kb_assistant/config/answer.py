@@ -200,7 +200,7 @@ class GenerationSection(GenerationConfig):
                 if f.init and getattr(self, f.name) != getattr(base, f.name)}
 
 
-GATE_FEATURES = ["dense_top", "bm25_top", "coverage", "absent_name"]
+GATE_FEATURES = ["dense_top", "bm25_top", "coverage", "absent_name", "xling_top"]
 
 
 @dataclass

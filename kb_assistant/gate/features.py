@@ -15,7 +15,10 @@ All features are in [0, 1]:
                 digits, ``_``, ``.`` or ``::``, and CJK words with a character the documents never use):
                 a question about something the documents never mention, while a user's own wording for
                 a documented subject misses only common words;
-``lang_match``  share of the best three hits written in the question's language.
+``lang_match``  share of the best three hits written in the question's language;
+``xling_top``   best cosine of the cross-lingual channel (``embedding.cross_lingual``) among the hits: the
+                one dense signal that reads a Chinese question, and an English one over Chinese text
+                (0 in a knowledge base without that channel).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from ..text import HAN_RE, detect_lang
 from ..types import Hit
 
 FEATURES = ("dense_top", "dense_gap", "bm25_top", "coverage", "covered_top", "absent", "absent_name",
-            "lang_match")
+            "lang_match", "xling_top")
 
 
 class TermStats(Protocol):
@@ -140,6 +143,7 @@ def gate_features(query: str, hits: Sequence[Hit], stats: TermStats) -> dict[str
     out["dense_top"] = float(np.clip(dense.max(), 0.0, 1.0))
     out["dense_gap"] = float(np.clip(dense.max() - np.median(dense), 0.0, 1.0)) if len(dense) > 1 else 0.0
     out["bm25_top"] = float(np.clip(max(float(h.metadata.get("bm25_norm", 0.0)) for h in hits), 0.0, 1.0))
+    out["xling_top"] = float(np.clip(max(float(h.metadata.get("xling_score", 0.0)) for h in hits), 0.0, 1.0))
     if total > 0:
         top = [(_hit_terms(h), _hit_text(h)) for h in hits[:3]]
         out["coverage"] = sum(w for u, w in weights.items() if any(_covered(u, t, x) for t, x in top)) / total
