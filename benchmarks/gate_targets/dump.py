@@ -1,5 +1,8 @@
 # ruff: noqa  (an offline analysis script kept for the record of how a default was chosen)
-"""Probe features and QA-question features of a cached generalisation KB (see analyse.py)."""
+"""Probe features and QA-question features of a cached generalisation KB (see analyse.py, features.py).
+
+python benchmarks/gate_targets/dump.py pdf benchmarks/data/pdf_qa.jsonl -xlb     # -> /tmp/gate/pdf.json
+"""
 
 import json
 import sys
@@ -12,7 +15,8 @@ from kb_assistant.evaluation.qa import load_qa
 from kb_assistant.gate import gate_features, make_probes
 
 corpus, qa = sys.argv[1], sys.argv[2]
-kb = KnowledgeBase(ROOT / f"benchmarks/.cache/gen-current-{corpus}-xl", create=False)
+tag = sys.argv[3] if len(sys.argv) > 3 else "-xl"  # the --tag of the generalisation run that built the KB
+kb = KnowledgeBase(ROOT / f"benchmarks/.cache/gen-current-{corpus}{tag}", create=False)
 stats = kb.indexes.sparse
 t = time.time()
 probes = make_probes(kb.docstore, stats, 200, 0)
