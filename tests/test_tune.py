@@ -68,7 +68,8 @@ def test_tune_needs_the_torch_backend(kb_factory):
 
 @pytest.mark.slow
 def test_train_follows_the_plan(tmp_path):
-    """train(plan=...) asks once, after the measured steps, and trains the planned number of steps."""
+    """train(plan=...) asks after the measured steps and again after each held-out evaluation (later
+    steps can be slower), and trains the planned number of steps, never fewer than it has trained."""
     from test_finetune_train import _config, _examples
 
     from kb_assistant.finetune.train import train
@@ -76,15 +77,15 @@ def test_train_follows_the_plan(tmp_path):
 
     seen = []
 
-    def plan(sec_per_step: float) -> int:
-        seen.append(sec_per_step)
-        return 4
+    def plan(sec_per_step: float, done: int) -> int:
+        seen.append((sec_per_step, done))
+        return 8 if done < 6 else 5  # the budget shrinks after the second evaluation
 
-    config = _config(max_steps=50, eval_every=50)
+    config = _config(max_steps=50, eval_every=3)
     result = train(_examples(), default_generator_path(), tmp_path / "a", config, show_progress=False,
                    plan=plan, plan_after=2)
-    assert len(seen) == 1 and seen[0] > 0
-    assert result.steps == 4 and result.best_val_loss is not None  # evaluated at the (new) last step
+    assert [done for _, done in seen] == [3, 3, 6] and all(s > 0 for s, _ in seen)
+    assert result.steps == 6 and result.best_val_loss is not None  # evaluated at the (new) last step
 
 
 # ------------------------------------------------------------------ decision
@@ -223,7 +224,7 @@ def stubbed(monkeypatch, tiny_kb):
 
     def fake_train(examples, model_path, out, config, **kw):
         state["examples"], state["config"] = list(examples), config
-        kw["plan"](1.0)
+        kw["plan"](1.0, 0)
         out.mkdir(parents=True)
         (out / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(model_path)}))
         (out / "kb_adapter.json").write_text(json.dumps({"metrics": {}}))

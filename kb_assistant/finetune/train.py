@@ -241,9 +241,11 @@ def train(examples: Sequence[TrainExample], model_path: str | os.PathLike[str], 
           plan_after: int = 3) -> TrainResult:
     """Train a LoRA adapter on ``examples`` and save it (PEFT safetensors + kb_adapter.json) in ``out``.
 
-    ``plan`` (how ``kb tune`` fits training into a time budget): called once with the seconds per step
-    measured over ``plan_after`` steps (after the first, which warms up); it returns the total number of
-    steps to train, and the learning-rate schedule is laid over that many steps from then on.
+    ``plan`` (how ``kb tune`` fits training into a time budget): called as ``plan(sec_per_step, done)``
+    with the seconds per training step measured over ``plan_after`` steps (after the first, which warms
+    up), and again after each held-out evaluation with the rate measured since (later batches can be
+    slower than the first ones); it returns the total number of steps to train (never fewer than
+    ``done``), and the learning-rate schedule is laid over that many steps from then on.
     """
     import torch
     from tqdm.auto import tqdm
@@ -314,9 +316,24 @@ def train(examples: Sequence[TrainExample], model_path: str | os.PathLike[str], 
     t_loop = time.perf_counter()
     start_step = state["step"]
     t_plan: float | None = None
+    step_seconds: list[float] = []  # training steps only, since the first (which warms up)
+
+    def replan(measured: float) -> None:
+        nonlocal total, scheduler
+        planned = max(state["step"], int(plan(measured, state["step"])))  # type: ignore[misc]
+        if planned != total:
+            logger.info("%.2f s/step measured: training %d steps (was %d)", measured, planned, total)
+            total = planned
+            scheduler = _scheduler(optimizer, cfg, total)
+            for _ in range(state["step"]):  # the new schedule, at the step reached
+                scheduler.step()
+            bar.total = total
+            bar.refresh()
+
     try:
         while state["step"] < total:
             step = state["step"]
+            t_step = time.perf_counter()
             batches = [micro_batch(step * cfg.grad_accum + j) for j in range(cfg.grad_accum)]
             n_tokens = sum(sum(1 for y in lab[1:] if y != -100) for b in batches for _, lab in b)
             loss_sum = 0.0
@@ -336,22 +353,17 @@ def train(examples: Sequence[TrainExample], model_path: str | os.PathLike[str], 
                                      "lr": scheduler.get_last_lr()[0]})
             bar.update(1)
             bar.set_postfix(loss=f"{train_loss:.3f}")
+            if state["step"] - start_step > 1:
+                step_seconds.append(time.perf_counter() - t_step)
             if plan is not None and state["step"] - start_step == 1:
                 t_plan = time.perf_counter()
             elif plan is not None and t_plan is not None and state["step"] - start_step == 1 + plan_after:
-                measured = (time.perf_counter() - t_plan) / plan_after
-                planned = max(state["step"], int(plan(measured)))
                 t_plan = None
-                if planned != total:
-                    logger.info("%.2f s/step measured: training %d steps (was %d)", measured, planned, total)
-                    total = planned
-                    scheduler = _scheduler(optimizer, cfg, total)
-                    for _ in range(state["step"]):  # the new schedule, at the step reached
-                        scheduler.step()
-                    bar.total = total
-                    bar.refresh()
+                replan(sum(step_seconds) / len(step_seconds))
             if state["step"] % cfg.eval_every == 0 or state["step"] == total:
                 evaluate()
+                if plan is not None and t_plan is None and step_seconds and state["step"] < total:
+                    replan(sum(step_seconds) / len(step_seconds))
                 if cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience:
                     logger.info("early stopping at step %d (no held-out improvement in %d evaluations)",
                                 state["step"], state["bad_evals"])

@@ -131,9 +131,10 @@ def _train(examples: list[Any], model_path: Path, out: Path, cfg: TuneConfig, bu
     budget.plan.update(budget_s=budget.seconds, steps_cap=cap, eval_every=every, reserve_s=round(reserve, 1),
                        examples=len(examples), device=budget.device)
 
-    def plan(sec_per_step: float) -> int:
-        steps = budget.train_steps(sec_per_step, reserve=reserve, eval_every=every, n_val=n_val,
-                                   batch_size=batch, cap=cap)
+    def plan(sec_per_step: float, done: int) -> int:  # the total steps, ``done`` of them trained already
+        steps = done + budget.train_steps(sec_per_step, reserve=reserve, eval_every=every, n_val=n_val,
+                                          batch_size=batch, cap=max(cap - done, 1))
+        budget.plan.update(steps=steps, replanned_at=done)
         if steps < 10:
             logger.warning("the budget leaves time for %d training steps only (raise --budget-minutes)",
                            steps)
