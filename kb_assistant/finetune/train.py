@@ -242,10 +242,9 @@ def train(examples: Sequence[TrainExample], model_path: str | os.PathLike[str], 
     """Train a LoRA adapter on ``examples`` and save it (PEFT safetensors + kb_adapter.json) in ``out``.
 
     ``plan`` (how ``kb tune`` fits training into a time budget): called as ``plan(sec_per_step, done)``
-    with the seconds per training step measured over ``plan_after`` steps (after the first, which warms
-    up), and again after each held-out evaluation with the rate measured since (later batches can be
-    slower than the first ones); it returns the total number of steps to train (never fewer than
-    ``done``), and the learning-rate schedule is laid over that many steps from then on.
+    with the seconds per step measured over ``plan_after`` steps (after the first, which warms up), and
+    again after each held-out evaluation (later batches can be slower); it returns the total number of
+    steps to train (never fewer than ``done``), and the learning-rate schedule is laid over them.
     """
     import torch
     from tqdm.auto import tqdm
@@ -317,9 +316,9 @@ def train(examples: Sequence[TrainExample], model_path: str | os.PathLike[str], 
     start_step = state["step"]
     t_plan: float | None = None
     step_seconds: list[float] = []  # training steps only, since the first (which warms up)
-
-    def replan(measured: float) -> None:
+    def replan() -> None:  # at the mean rate of the training steps so far
         nonlocal total, scheduler
+        measured = sum(step_seconds) / len(step_seconds)
         planned = max(state["step"], int(plan(measured, state["step"])))  # type: ignore[misc]
         if planned != total:
             logger.info("%.2f s/step measured: training %d steps (was %d)", measured, planned, total)
@@ -359,11 +358,11 @@ def train(examples: Sequence[TrainExample], model_path: str | os.PathLike[str], 
                 t_plan = time.perf_counter()
             elif plan is not None and t_plan is not None and state["step"] - start_step == 1 + plan_after:
                 t_plan = None
-                replan(sum(step_seconds) / len(step_seconds))
+                replan()
             if state["step"] % cfg.eval_every == 0 or state["step"] == total:
                 evaluate()
                 if plan is not None and t_plan is None and step_seconds and state["step"] < total:
-                    replan(sum(step_seconds) / len(step_seconds))
+                    replan()
                 if cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience:
                     logger.info("early stopping at step %d (no held-out improvement in %d evaluations)",
                                 state["step"], state["bad_evals"])
