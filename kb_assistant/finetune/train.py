@@ -314,8 +314,9 @@ def train(examples: Sequence[TrainExample], model_path: str | os.PathLike[str], 
     t_start = time.perf_counter() - state["seconds"]
     t_loop = time.perf_counter()
     start_step = state["step"]
-    t_plan: float | None = None
+    first_plan = start_step + 1 + max(plan_after, 1)  # the step after which the rate is first measured
     step_seconds: list[float] = []  # training steps only, since the first (which warms up)
+
     def replan() -> None:  # at the mean rate of the training steps so far
         nonlocal total, scheduler
         measured = sum(step_seconds) / len(step_seconds)
@@ -354,14 +355,11 @@ def train(examples: Sequence[TrainExample], model_path: str | os.PathLike[str], 
             bar.set_postfix(loss=f"{train_loss:.3f}")
             if state["step"] - start_step > 1:
                 step_seconds.append(time.perf_counter() - t_step)
-            if plan is not None and state["step"] - start_step == 1:
-                t_plan = time.perf_counter()
-            elif plan is not None and t_plan is not None and state["step"] - start_step == 1 + plan_after:
-                t_plan = None
+            if plan is not None and state["step"] == first_plan:
                 replan()
             if state["step"] % cfg.eval_every == 0 or state["step"] == total:
                 evaluate()
-                if plan is not None and t_plan is None and step_seconds and state["step"] < total:
+                if plan is not None and state["step"] >= first_plan and state["step"] < total:
                     replan()
                 if cfg.early_stopping_patience and state["bad_evals"] >= cfg.early_stopping_patience:
                     logger.info("early stopping at step %d (no held-out improvement in %d evaluations)",
